@@ -1,0 +1,155 @@
+// Shared helpers for the test suites: skipping with a reason, temporary
+// directories, loopback sockets, and one-shot submit-and-reap.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+#include "ringshard/framework/uring.hpp"
+
+namespace ringshard::test {
+
+/// Skips the current test case with a reason. Under CTest the process exits
+/// with 77 (reported as "Skipped"); run by hand, the reason is printed and the
+/// case returns early.
+#define RINGSHARD_SKIP(reason)                                                   \
+  do {                                                                           \
+    std::string ringshard_skip_reason_ = (reason);                               \
+    std::fprintf(stderr, "SKIPPED: %s\n", ringshard_skip_reason_.c_str());       \
+    std::fflush(stderr);                                                         \
+    if (std::getenv("RINGSHARD_TEST_UNDER_CTEST")) std::_Exit(77);               \
+    MESSAGE("SKIPPED: " << ringshard_skip_reason_);                              \
+    return;                                                                      \
+  } while (0)
+
+/// Skips unless the running kernel supports `op`.
+#define RINGSHARD_REQUIRE_OPCODE(op)                                                           \
+  do {                                                                                         \
+    if (!::ringshard::uring::probe().opcode_supported(op))                                     \
+      RINGSHARD_SKIP(std::string("kernel does not support IORING_OP_") +                       \
+                     std::string(::ringshard::uring::opcode_name(op)));                        \
+  } while (0)
+
+/// A fresh directory under $TMPDIR, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "ringshard-test-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Owns an fd.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.release();
+    }
+    return *this;
+  }
+  [[nodiscard]] int get() const { return fd_; }
+  int release() { int f = fd_; fd_ = -1; return f; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+/// A TCP listener on 127.0.0.1 with a kernel-chosen port.
+inline Fd listen_loopback(int backlog = 64) {
+  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(s.get() >= 0);
+  int one = 1;
+  ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  REQUIRE(::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(s.get(), backlog) == 0);
+  return s;
+}
+
+/// The address a socket is bound to.
+inline sockaddr_in local_address(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  return addr;
+}
+
+/// A connected pair of TCP sockets over 127.0.0.1: {client, server}.
+struct TcpPair {
+  Fd client;
+  Fd server;
+};
+inline TcpPair tcp_pair() {
+  Fd listener = listen_loopback();
+  sockaddr_in addr = local_address(listener.get());
+  Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(client.get() >= 0);
+  REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  Fd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  REQUIRE(server.get() >= 0);
+  return {std::move(client), std::move(server)};
+}
+
+/// Submits what is prepared, waits for one CQE, copies and consumes it.
+inline io_uring_cqe submit_and_reap(uring::Ring& ring) {
+  io_uring_cqe* cqe = nullptr;
+  const int sub = ring.submit();
+  REQUIRE(sub >= 0);
+  REQUIRE(ring.wait_cqe(&cqe) == 0);
+  io_uring_cqe copy = *cqe;
+  ring.cqe_seen(cqe);
+  return copy;
+}
+
+/// Waits for one CQE (without submitting anything new), copies and consumes it.
+inline io_uring_cqe reap(uring::Ring& ring) {
+  io_uring_cqe* cqe = nullptr;
+  REQUIRE(ring.wait_cqe(&cqe) == 0);
+  io_uring_cqe copy = *cqe;
+  ring.cqe_seen(cqe);
+  return copy;
+}
+
+/// Number of open fds of this process (for leak checks).
+inline int open_fd_count() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+}  // namespace ringshard::test
