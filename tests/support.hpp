@@ -145,6 +145,21 @@ inline io_uring_cqe reap(uring::Ring& ring) {
   return copy;
 }
 
+/// True when built with AddressSanitizer or ThreadSanitizer (slower: tests scale down).
+inline bool under_sanitizer() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
 /// Number of open fds of this process (for leak checks).
 inline int open_fd_count() {
   int n = 0;

@@ -12,6 +12,11 @@
 
 #include <cstdint>
 
+// <linux/io_uring.h> pulls in <linux/fs.h>, whose BLOCK_SIZE macros break any
+// later header with a member of that name (moodycamel's queue has one).
+#undef BLOCK_SIZE
+#undef BLOCK_SIZE_BITS
+
 // ---- opcodes added after 6.1 (enum io_uring_op) ----------------------------
 // The enum in 6.1 stops at IORING_OP_SENDMSG_ZC (48). Newer headers define the
 // names as enumerators, which #ifndef cannot see, so ours live in a namespace.

@@ -184,6 +184,11 @@ class Ring {
     if (sq_ring_needs_enter(submitted, ignored)) enter_flags |= ignored;
     return sys::io_uring_enter(enter_ring_fd_, submitted, 0, enter_flags, nullptr, _NSIG / 8);
   }
+  /// The kernel holds completions that only an enter with GETEVENTS delivers:
+  /// overflowed CQEs, or (with TASKRUN_FLAG) pending deferred task work.
+  [[nodiscard]] bool cq_needs_flush() const noexcept {
+    return detail::load_relaxed(sq_.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
+  }
   [[nodiscard]] bool cq_eventfd_enabled() const noexcept {
     return !cq_.kflags || !(detail::load_relaxed(cq_.kflags) & IORING_CQ_EVENTFD_DISABLED);
   }
@@ -289,9 +294,6 @@ class Ring {
       return true;
     }
     return false;
-  }
-  [[nodiscard]] bool cq_needs_flush() const noexcept {
-    return detail::load_relaxed(sq_.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
   }
   bool peek_one(io_uring_cqe** cqe_ptr) noexcept {
     const unsigned head = detail::load_relaxed(cq_.khead);

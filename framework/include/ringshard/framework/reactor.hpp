@@ -1,0 +1,207 @@
+// Reactor: the event loop over one Ring.
+//
+// - Every operation has an intrusive Completion whose address is the SQE's
+//   user_data: routing a CQE is a pointer cast and one virtual call.
+// - SQEs prepared during a loop turn go out together with one io_uring_enter.
+//   When the SQ is full, prepared SQEs wait in a FIFO and go out next turn.
+// - Timers live in a binary heap; the loop sleeps with the nearest deadline as
+//   the io_uring_enter timeout (EXT_ARG), so thousands of timers cost no SQE.
+// - The ring is set up with SINGLE_ISSUER|DEFER_TASKRUN when the kernel has
+//   it, else COOP_TASKRUN, else plain; Reactor::mode() says which.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ringshard/framework/uring.hpp"
+
+namespace ringshard {
+
+using Clock = std::chrono::steady_clock;
+
+/// The owner of an in-flight operation. Its address is the operation's user_data.
+class Completion {
+ public:
+  /// Called once per CQE. For a multishot operation, every CQE but the last
+  /// carries IORING_CQE_F_MORE.
+  virtual void complete(const io_uring_cqe& cqe) = 0;
+
+ protected:
+  Completion() = default;
+  Completion(const Completion&) = default;
+  Completion& operator=(const Completion&) = default;
+  ~Completion() = default;
+
+ private:
+  friend class Reactor;
+  uring::Timespec link_timeout_{};  // read by the kernel when the linked timeout is submitted
+};
+
+/// A multishot operation that the reactor re-arms when the kernel ends it
+/// (a CQE without IORING_CQE_F_MORE) while it is still wanted.
+class MultishotCompletion : public Completion {
+ public:
+  /// Fills the SQE that (re-)arms the operation.
+  virtual void prep(io_uring_sqe* sqe) = 0;
+  /// Called for every CQE; `rearm` is set when the kernel ended the request
+  /// and the reactor is about to arm it again. Call stop() to prevent that.
+  virtual void on_cqe(const io_uring_cqe& cqe) = 0;
+  [[nodiscard]] bool armed() const noexcept { return armed_; }
+  /// No re-arm after the current request ends (cancel it to end it now).
+  void stop() noexcept { wanted_ = false; }
+
+ protected:
+  MultishotCompletion() = default;
+  ~MultishotCompletion() = default;
+
+ private:
+  friend class Reactor;
+  void complete(const io_uring_cqe& cqe) final;
+  class Reactor* reactor_ = nullptr;
+  bool wanted_ = false;
+  bool armed_ = false;
+};
+
+/// A timer in the reactor's heap. Owned by whoever schedules it.
+class Timer {
+ public:
+  virtual void fire() = 0;
+  [[nodiscard]] bool scheduled() const noexcept { return heap_index_ != npos; }
+  [[nodiscard]] Clock::time_point deadline() const noexcept { return deadline_; }
+
+ protected:
+  Timer() = default;
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  ~Timer() = default;
+
+ private:
+  friend class Reactor;
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  Clock::time_point deadline_{};
+  std::size_t heap_index_ = npos;
+  std::uint64_t seq_ = 0;  // FIFO among equal deadlines
+};
+
+struct ReactorOptions {
+  unsigned sq_entries = 4096;
+  unsigned cq_entries = 0;  ///< 0: 4 x sq_entries
+  /// Try SINGLE_ISSUER|DEFER_TASKRUN first (must then be created and used on one thread).
+  bool defer_taskrun = true;
+};
+
+class Reactor {
+ public:
+  explicit Reactor(const ReactorOptions& options = {});
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  [[nodiscard]] uring::Ring& ring() noexcept { return ring_; }
+  /// "DEFER_TASKRUN", "COOP_TASKRUN" or "plain".
+  [[nodiscard]] std::string_view mode() const noexcept { return mode_; }
+
+  // ---- operations -----------------------------------------------------------
+  /// Prepares one operation for `c`: prep(io_uring_sqe*) fills the SQE. It goes
+  /// out with this turn's submit (or a later one if the SQ is full).
+  template <class Prep>
+  void submit(Completion& c, Prep&& prep) {
+    io_uring_sqe* sqe = acquire_sqe();
+    prep(sqe);
+    uring::sqe_set_data(sqe, &c);
+    ++in_flight_;
+    if (sqe == staging_.get()) stage(nullptr);
+  }
+  /// As submit(), with a deadline: the operation is cancelled (-ECANCELED)
+  /// when it has not completed after `timeout` (a linked timeout).
+  template <class Prep>
+  void submit(Completion& c, Prep&& prep, std::chrono::nanoseconds timeout) {
+    io_uring_sqe* sqe = acquire_sqe(2);
+    prep(sqe);
+    uring::sqe_set_data(sqe, &c);
+    uring::sqe_add_flags(sqe, IOSQE_IO_LINK);
+    c.link_timeout_ = uring::Timespec(timeout);
+    ++in_flight_;
+    if (sqe == staging_.get()) {
+      stage(&c);
+    } else {
+      push_link_timeout(c);
+    }
+  }
+  /// Prepares a fire-and-forget operation whose CQE is ignored (user_data 0).
+  template <class Prep>
+  void submit_detached(Prep&& prep) {
+    io_uring_sqe* sqe = acquire_sqe();
+    prep(sqe);
+    uring::sqe_set_data64(sqe, 0);
+    if (sqe == staging_.get()) stage(nullptr);
+  }
+  /// Arms a multishot operation; it is re-armed until stop() is called on it.
+  void arm(MultishotCompletion& op);
+  /// Asks the kernel to cancel `c`'s operation; its CQE (-ECANCELED) still arrives.
+  void cancel(const Completion& c);
+  /// Cancels every operation in flight (used at shutdown).
+  void cancel_all();
+
+  /// Operations submitted whose final CQE has not arrived yet.
+  [[nodiscard]] std::size_t in_flight() const noexcept { return in_flight_; }
+  /// Prepared operations waiting for room in the SQ.
+  [[nodiscard]] std::size_t backlog() const noexcept { return backlog_.size() - backlog_head_; }
+
+  // ---- timers ---------------------------------------------------------------
+  void schedule(Timer& t, Clock::time_point deadline);
+  void schedule(Timer& t, std::chrono::nanoseconds delay) { schedule(t, Clock::now() + delay); }
+  /// Removes a scheduled timer; no effect if it is not scheduled.
+  void cancel(Timer& t) noexcept;
+  [[nodiscard]] std::size_t timers() const noexcept { return heap_.size(); }
+
+  // ---- the loop -------------------------------------------------------------
+  /// One turn: submit everything prepared, then either wait (block = true) for
+  /// a completion or the next timer, or just collect what is ready; dispatch
+  /// the CQEs and fire due timers. Returns the number of CQEs and timers handled.
+  unsigned run_once(bool block);
+
+ private:
+  io_uring_sqe* acquire_sqe(unsigned needed = 1) noexcept {
+    if (backlog() == 0 && ring_.sq_space_left() >= needed) return ring_.get_sqe();
+    return staging_.get();
+  }
+  void stage(Completion* linked);
+  void push_link_timeout(Completion& c) noexcept;
+  void flush_backlog() noexcept;
+  void dispatch(const io_uring_cqe& cqe);
+  unsigned fire_timers();
+  void heap_up(std::size_t i) noexcept;
+  void heap_down(std::size_t i) noexcept;
+  void heap_swap(std::size_t a, std::size_t b) noexcept;
+  [[nodiscard]] bool heap_less(std::size_t a, std::size_t b) const noexcept {
+    const Timer* x = heap_[a];
+    const Timer* y = heap_[b];
+    return x->deadline_ < y->deadline_ || (x->deadline_ == y->deadline_ && x->seq_ < y->seq_);
+  }
+
+  // io_uring_sqe ends in a zero-length array, so it is kept as raw bytes.
+  struct SqeBytes {
+    alignas(io_uring_sqe) unsigned char bytes[sizeof(io_uring_sqe)];
+    io_uring_sqe* get() noexcept { return reinterpret_cast<io_uring_sqe*>(bytes); }
+  };
+  struct Staged {
+    SqeBytes sqe;
+    Completion* linked;  // non-null: a linked timeout follows, from linked->link_timeout_
+  };
+
+  static uring::Ring make_ring(const ReactorOptions& options, std::string_view& mode);
+
+  std::string_view mode_;
+  uring::Ring ring_;
+  SqeBytes staging_{};
+  std::vector<Staged> backlog_;
+  std::size_t backlog_head_ = 0;
+  std::size_t in_flight_ = 0;
+  std::vector<Timer*> heap_;
+  std::uint64_t timer_seq_ = 0;
+};
+
+}  // namespace ringshard

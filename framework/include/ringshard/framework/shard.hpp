@@ -1,0 +1,201 @@
+// Shard: one thread pinned to one core, owning a Reactor (and so a ring), a
+// run queue of local tasks and an inbox for tasks from other threads.
+//
+// Cross-shard delivery: a sender on shard A appends to its outbox for shard B;
+// at the end of A's loop turn the outbox moves into B's inbox (a moodycamel
+// ConcurrentQueue) in one bulk enqueue with A's producer token, so tasks from
+// A to B keep their order. B announces when it is about to sleep; only then
+// does A wake it, with an IORING_OP_MSG_RING from A's own ring (or B's eventfd
+// when the kernel lacks MSG_RING, and always for threads that are not shards).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <concurrentqueue/concurrentqueue.h>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringshard/framework/reactor.hpp"
+#include "ringshard/framework/task.hpp"
+#include "ringshard/framework/task_queue.hpp"
+
+namespace ringshard {
+
+class Runtime;
+
+/// Per-shard state that a higher layer attaches to every shard (the actor table, ...).
+class ShardExtension {
+ public:
+  virtual ~ShardExtension() = default;
+  /// The shard is stopping: release what you hold (actors run on_stop here).
+  virtual void on_shard_stop() {}
+};
+
+struct ShardStats {
+  std::uint64_t tasks_run = 0;
+  std::uint64_t remote_tasks_received = 0;
+  std::uint64_t sleeps = 0;
+  std::uint64_t wakeups_sent = 0;
+  std::uint64_t loop_turns = 0;
+};
+
+class Shard {
+ public:
+  Shard(Runtime& runtime, unsigned id);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  [[nodiscard]] unsigned id() const noexcept { return id_; }
+  [[nodiscard]] Runtime& runtime() const noexcept { return *runtime_; }
+  /// The reactor; only usable from this shard's thread.
+  [[nodiscard]] Reactor& reactor() noexcept { return *reactor_; }
+  /// The shard whose thread is calling, or nullptr.
+  [[nodiscard]] static Shard* current() noexcept { return tl_current_; }
+  [[nodiscard]] bool is_current() const noexcept { return tl_current_ == this; }
+  [[nodiscard]] bool stopping() const noexcept { return stopping_; }
+  [[nodiscard]] const ShardStats& stats() const noexcept { return stats_; }
+  /// One line of state for diagnostics (racy when read from another thread).
+  [[nodiscard]] std::string describe() const;
+
+  /// Runs `t` on this shard. From this shard's thread: appended to the run
+  /// queue. From another shard: batched into that shard's outbox. From any
+  /// other thread: enqueued directly and the shard woken if asleep.
+  void post(Task&& t);
+
+  /// The extension with key `key` (see register_extension_key), created with
+  /// make() on first use. Safe from any thread: creation races are settled by
+  /// a compare-and-swap, the loser's object is discarded.
+  template <class T, class Make>
+  T& extension(unsigned key, Make&& make) {
+    ShardExtension* ext = extensions_[key].load(std::memory_order_acquire);
+    if (ext == nullptr) {
+      std::unique_ptr<ShardExtension> fresh = make();
+      if (extensions_[key].compare_exchange_strong(ext, fresh.get(), std::memory_order_acq_rel)) {
+        ext = fresh.release();
+      }
+    }
+    return static_cast<T&>(*ext);
+  }
+  [[nodiscard]] ShardExtension* find_extension(unsigned key) const noexcept {
+    return extensions_[key].load(std::memory_order_acquire);
+  }
+  static constexpr unsigned kMaxExtensions = 8;
+  static unsigned register_extension_key() noexcept;
+
+ private:
+  friend class Runtime;
+
+  void thread_main(std::chrono::milliseconds stop_timeout);
+  void turn();
+  bool can_sleep() noexcept;
+  void flush_outboxes();
+  void enqueue_from(Shard& sender, std::vector<Task>& batch);
+  void wake_from_shard(Shard& sender);
+  void wake_external();
+  unsigned drain_inbox();
+  unsigned run_local(std::size_t budget);
+  void begin_stop();
+  void request_stop();
+  void destroy_extensions() noexcept;
+
+  class WakeWatch;  // keeps a multishot poll on the eventfd
+  struct StopDeadline final : Timer {
+    void fire() override { expired = true; }
+    bool expired = false;
+  };
+  // While stopping, cancels again what was submitted after the first sweep.
+  struct CancelSweep final : Timer {
+    void fire() override;
+    Shard* shard = nullptr;
+  };
+
+  Runtime* runtime_;
+  unsigned id_;
+  std::unique_ptr<Reactor> reactor_;  // created on the shard's own thread (SINGLE_ISSUER)
+  TaskQueue run_queue_;
+  moodycamel::ConcurrentQueue<Task> inbox_;
+  moodycamel::ConsumerToken inbox_consumer_;
+  std::vector<std::unique_ptr<moodycamel::ProducerToken>> tokens_;  // [target shard]
+  std::vector<std::vector<Task>> outboxes_;                          // [target shard]
+  std::vector<unsigned> dirty_outboxes_;
+  std::vector<Task> drain_buffer_;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<int> ring_fd_{-1};
+  int wake_fd_ = -1;  // eventfd
+  std::unique_ptr<WakeWatch> wake_watch_;
+  StopDeadline stop_deadline_;
+  CancelSweep cancel_sweep_;
+  std::chrono::milliseconds stop_timeout_{2000};
+  bool use_msg_ring_ = false;
+  bool stopping_ = false;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<ShardExtension*> extensions_[kMaxExtensions] = {};
+  ShardStats stats_;
+  std::thread thread_;
+
+  static thread_local Shard* tl_current_;
+};
+
+struct RuntimeOptions {
+  /// Number of shards; 0 = one per CPU this process may run on.
+  unsigned shards = 0;
+  /// Pin shard i to the i-th allowed CPU.
+  bool pin = true;
+  ReactorOptions reactor{};
+  /// How long a stopping shard waits for in-flight operations before it gives up.
+  std::chrono::milliseconds stop_timeout{2000};
+};
+
+/// Reads `--shards N` (and `--shards=N`) from a command line; 0 when absent.
+unsigned shards_from_args(int argc, char** argv);
+
+class Runtime {
+ public:
+  explicit Runtime(const RuntimeOptions& options = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  [[nodiscard]] unsigned shard_count() const noexcept { return static_cast<unsigned>(shards_.size()); }
+  [[nodiscard]] Shard& shard(unsigned i) noexcept { return *shards_[i]; }
+
+  /// Starts the shard threads (each creates its ring) and returns once every
+  /// shard is ready. Throws if a shard could not start.
+  void start();
+  /// Starts if needed, then blocks until stop() is called or SIGINT/SIGTERM
+  /// arrives, and returns after every shard has stopped.
+  void run();
+  /// Graceful stop, from any thread: each shard stops taking new work, runs
+  /// its extensions' on_shard_stop (actors' on_stop), cancels I/O still in
+  /// flight, and exits within the stop timeout. Returns at once; wait() joins.
+  void stop() noexcept;
+  /// Joins the shard threads.
+  void wait();
+  [[nodiscard]] bool running() const noexcept { return started_ && !joined_; }
+
+  /// The runtime of the calling shard, else the most recently started runtime
+  /// (for threads that are not shards), else nullptr.
+  static Runtime* current() noexcept;
+
+  /// Runs `t` on shard `i` (from any thread).
+  void post(unsigned i, Task&& t) { shards_[i]->post(std::move(t)); }
+
+ private:
+  friend class Shard;
+  RuntimeOptions options_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<int> cpus_;
+  bool started_ = false;
+  bool joined_ = false;
+  std::atomic<unsigned> ready_{0};
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> stop_requested_{false};
+  int stop_fd_ = -1;  // eventfd that run() waits on
+};
+
+}  // namespace ringshard

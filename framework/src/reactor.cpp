@@ -1,0 +1,184 @@
+#include "ringshard/framework/reactor.hpp"
+
+#include <cstring>
+#include <system_error>
+
+namespace ringshard {
+
+uring::Ring Reactor::make_ring(const ReactorOptions& options, std::string_view& mode) {
+  uring::SetupOptions base;
+  base.cq_entries = options.cq_entries ? options.cq_entries : options.sq_entries * 4;
+  struct Choice {
+    unsigned flags;
+    std::string_view name;
+  };
+  const Choice choices[] = {
+      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "DEFER_TASKRUN"},
+      {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "COOP_TASKRUN"},
+      {0, "plain"},
+  };
+  for (const auto& choice : choices) {
+    if (!options.defer_taskrun && (choice.flags & IORING_SETUP_DEFER_TASKRUN)) continue;
+    uring::SetupOptions opt = base;
+    opt.flags = choice.flags;
+    try {
+      uring::Ring ring(options.sq_entries, opt);
+      mode = choice.name;
+      return ring;
+    } catch (const std::system_error& e) {
+      if (choice.flags == 0) throw;
+    }
+  }
+  throw std::logic_error("unreachable");
+}
+
+Reactor::Reactor(const ReactorOptions& options) : ring_(make_ring(options, mode_)) {
+  backlog_.reserve(64);
+  heap_.reserve(64);
+}
+
+void Reactor::stage(Completion* linked) {
+  backlog_.push_back(Staged{staging_, linked});
+}
+
+void Reactor::push_link_timeout(Completion& c) noexcept {
+  io_uring_sqe* t = ring_.get_sqe();  // room was checked by acquire_sqe(2)
+  uring::prep_link_timeout(t, &c.link_timeout_, 0);
+  uring::sqe_set_data64(t, 0);
+}
+
+void Reactor::flush_backlog() noexcept {
+  while (backlog_head_ < backlog_.size()) {
+    Staged& s = backlog_[backlog_head_];
+    const unsigned needed = s.linked ? 2 : 1;
+    if (ring_.sq_space_left() < needed) return;
+    io_uring_sqe* sqe = ring_.get_sqe();
+    std::memcpy(sqe, s.sqe.bytes, sizeof(io_uring_sqe));
+    if (s.linked) push_link_timeout(*s.linked);
+    ++backlog_head_;
+  }
+  backlog_.clear();
+  backlog_head_ = 0;
+}
+
+void Reactor::arm(MultishotCompletion& op) {
+  op.reactor_ = this;
+  op.wanted_ = true;
+  op.armed_ = true;
+  submit(op, [&op](io_uring_sqe* sqe) { op.prep(sqe); });
+}
+
+void MultishotCompletion::complete(const io_uring_cqe& cqe) {
+  const bool ended = !(cqe.flags & IORING_CQE_F_MORE);
+  if (ended) armed_ = false;
+  on_cqe(cqe);
+  if (ended && wanted_ && !armed_ && reactor_) reactor_->arm(*this);
+}
+
+void Reactor::cancel(const Completion& c) {
+  submit_detached([&](io_uring_sqe* sqe) { uring::prep_cancel(sqe, &c, 0); });
+}
+
+void Reactor::cancel_all() {
+  submit_detached([](io_uring_sqe* sqe) { uring::prep_cancel_any(sqe, IORING_ASYNC_CANCEL_ALL); });
+}
+
+void Reactor::dispatch(const io_uring_cqe& cqe) {
+  if (cqe.user_data == 0) return;  // detached operation, linked timeout or wake-up message
+  auto* c = uring::cqe_get_data<Completion>(&cqe);
+  if (!(cqe.flags & IORING_CQE_F_MORE)) --in_flight_;
+  c->complete(cqe);
+}
+
+unsigned Reactor::run_once(bool block) {
+  flush_backlog();
+  int ret;
+  if (block) {
+    if (heap_.empty()) {
+      ret = ring_.submit_and_wait(1);
+    } else {
+      auto wait = heap_.front()->deadline_ - Clock::now();
+      if (wait < Clock::duration::zero()) wait = Clock::duration::zero();
+      io_uring_cqe* cqe = nullptr;
+      ret = ring_.submit_and_wait_timeout(&cqe, 1, std::chrono::duration_cast<std::chrono::nanoseconds>(wait));
+      if (ret == -ETIME || ret == -EAGAIN) ret = 0;
+    }
+  } else if (ring_.sq_ready() != 0 || ring_.cq_needs_flush()) {
+    ret = ring_.submit_and_get_events();
+  } else {
+    ret = 0;
+  }
+  // -EINTR: a signal; -EBUSY/-EAGAIN: the kernel wants the CQ drained first.
+  // Either way the loop continues: drain, then submit again next turn.
+  (void)ret;
+  unsigned handled = ring_.for_each_cqe([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+  if (!heap_.empty()) handled += fire_timers();
+  return handled;
+}
+
+// ---- timers ---------------------------------------------------------------------
+
+void Reactor::schedule(Timer& t, Clock::time_point deadline) {
+  if (t.scheduled()) cancel(t);
+  t.deadline_ = deadline;
+  t.seq_ = timer_seq_++;
+  t.heap_index_ = heap_.size();
+  heap_.push_back(&t);
+  heap_up(t.heap_index_);
+}
+
+void Reactor::cancel(Timer& t) noexcept {
+  if (!t.scheduled()) return;
+  const std::size_t i = t.heap_index_;
+  const std::size_t last = heap_.size() - 1;
+  if (i != last) heap_swap(i, last);
+  heap_.pop_back();
+  t.heap_index_ = Timer::npos;
+  if (i < heap_.size()) {
+    heap_down(i);
+    heap_up(i);
+  }
+}
+
+unsigned Reactor::fire_timers() {
+  const auto now = Clock::now();
+  unsigned fired = 0;
+  while (!heap_.empty() && heap_.front()->deadline_ <= now) {
+    Timer* t = heap_.front();
+    cancel(*t);
+    t->fire();  // may reschedule itself or others
+    ++fired;
+  }
+  return fired;
+}
+
+void Reactor::heap_swap(std::size_t a, std::size_t b) noexcept {
+  std::swap(heap_[a], heap_[b]);
+  heap_[a]->heap_index_ = a;
+  heap_[b]->heap_index_ = b;
+}
+
+void Reactor::heap_up(std::size_t i) noexcept {
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (!heap_less(i, parent)) break;
+    heap_swap(i, parent);
+    i = parent;
+  }
+}
+
+void Reactor::heap_down(std::size_t i) noexcept {
+  const std::size_t n = heap_.size();
+  for (;;) {
+    const std::size_t l = 2 * i + 1;
+    const std::size_t r = l + 1;
+    std::size_t m = i;
+    if (l < n && heap_less(l, m)) m = l;
+    if (r < n && heap_less(r, m)) m = r;
+    if (m == i) return;
+    heap_swap(i, m);
+    i = m;
+  }
+}
+
+}  // namespace ringshard
