@@ -16,9 +16,12 @@ inline constexpr int buf_ring_mask(unsigned entries) noexcept { return static_ca
 /// io_uring_buf_ring_init: resets the tail.
 inline void buf_ring_init(io_uring_buf_ring* br) noexcept { br->tail = 0; }
 /// io_uring_buf_ring_add: writes slot tail+offset; visible to the kernel after buf_ring_advance.
+/// The slots start at the ring's first byte. `br->bufs` is not used: in C++ the
+/// 6.1 header's __DECLARE_FLEX_ARRAY wraps it after an empty struct of size 1,
+/// which puts it 8 bytes past where the kernel reads.
 inline void buf_ring_add(io_uring_buf_ring* br, void* addr, unsigned len, std::uint16_t bid, int mask,
                          int buf_offset) noexcept {
-  io_uring_buf* buf = &br->bufs[(br->tail + buf_offset) & mask];
+  io_uring_buf* buf = reinterpret_cast<io_uring_buf*>(br) + ((br->tail + buf_offset) & mask);
   buf->addr = reinterpret_cast<std::uintptr_t>(addr);
   buf->len = len;
   buf->bid = bid;
