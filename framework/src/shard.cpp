@@ -261,7 +261,7 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
   Runtime& rt = *runtime_;
   try {
     reactor_ = std::make_unique<Reactor>(rt.options_.reactor);
-    use_msg_ring_ = reactor_->ring().probe().opcode_supported(IORING_OP_MSG_RING);
+    use_msg_ring_ = !rt.options_.eventfd_wakeups && reactor_->ring().probe().opcode_supported(IORING_OP_MSG_RING);
     wake_watch_ = std::make_unique<WakeWatch>(wake_fd_);
     reactor_->arm(*wake_watch_);
     ring_fd_.store(reactor_->ring().fd(), std::memory_order_release);

@@ -308,7 +308,10 @@ TEST_CASE("actor timers fire no earlier than asked and are cancelled by cancel_t
   std::this_thread::sleep_for(100ms);
   CHECK(long_fired.load() == 0);
   CHECK(cancelled.load() == 0);
-  CHECK(rt.shard(0).reactor().timers() == 0);
+  std::atomic<long> timers{-1};
+  rt.post(0, [&] { timers.store(static_cast<long>(Shard::current()->reactor().timers())); });
+  REQUIRE(eventually([&] { return timers.load() != -1; }));
+  CHECK(timers.load() == 0);
   rt.stop();
   rt.wait();
 }

@@ -136,13 +136,39 @@ TEST_CASE("sleeping shards are woken without loss over a million cross-shard hop
   };
   rt.post(0, Hop{&rt, &finished, kRounds});
   REQUIRE(eventually([&] { return finished.load() == 1; }, 240s));
+  rt.stop();
+  rt.wait();  // the stats are read once the shard threads are gone
   const auto sleeps = rt.shard(0).stats().sleeps + rt.shard(1).stats().sleeps;
   const auto wakeups = rt.shard(0).stats().wakeups_sent + rt.shard(1).stats().wakeups_sent;
   MESSAGE("sleeps: " << sleeps << ", MSG_RING wake-ups sent: " << wakeups);
   CHECK(sleeps > 0);
   CHECK(wakeups > 0);
+}
+
+TEST_CASE("the eventfd wake-up fallback loses no wake-up either") {
+  RuntimeOptions o = opts(2);
+  o.eventfd_wakeups = true;
+  Runtime rt(o);
+  rt.start();
+  const int kHops = test::under_sanitizer() ? 20000 : 200000;
+  std::atomic<int> finished{0};
+  struct Hop {
+    Runtime* rt;
+    std::atomic<int>* finished;
+    int left;
+    void operator()() {
+      if (left == 0) {
+        finished->store(1);
+        return;
+      }
+      rt->post(Shard::current()->id() ^ 1u, Hop{rt, finished, left - 1});
+    }
+  };
+  rt.post(0, Hop{&rt, &finished, kHops});
+  REQUIRE(eventually([&] { return finished.load() == 1; }, 240s));
   rt.stop();
   rt.wait();
+  CHECK(rt.shard(0).stats().sleeps + rt.shard(1).stats().sleeps > 0);
 }
 
 TEST_CASE("threads that are not shards can post and wake a sleeping shard") {

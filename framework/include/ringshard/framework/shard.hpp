@@ -149,6 +149,9 @@ struct RuntimeOptions {
   ReactorOptions reactor{};
   /// How long a stopping shard waits for in-flight operations before it gives up.
   std::chrono::milliseconds stop_timeout{2000};
+  /// Wake sleeping shards through their eventfd even when the kernel has
+  /// IORING_OP_MSG_RING (the fallback path; for tests and comparisons).
+  bool eventfd_wakeups = false;
 };
 
 /// Reads `--shards N` (and `--shards=N`) from a command line; 0 when absent.
