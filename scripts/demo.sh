@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The ringshard demo: builds a Release tree in build-release/, starts the echo
+# server on a free port, drives it with a short bounded load (every echoed byte
+# checked), prints requests per second, and stops the server with SIGINT,
+# which must end it with exit status 0.
+#   RINGSHARD_DEMO_CONNECTIONS (default 50), RINGSHARD_DEMO_DURATION (seconds, default 5)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+build_dir=build-release
+# The server under demonstration and the load put on it: another server or
+# load generator is a change to these lines and the two functions below them.
+server=ringshard-echo-plain
+server_args=(--port 0)
+connections=${RINGSHARD_DEMO_CONNECTIONS:-50}
+duration=${RINGSHARD_DEMO_DURATION:-5}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringshard-demo-XXXXXX")
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+build() {
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRINGSHARD_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$build_dir"
+}
+
+# Starts the server and sets `port` from its first line, "listening on HOST:PORT".
+start_server() {
+  "$build_dir/bin/$server" "${server_args[@]}" >"$work/server.out" 2>"$work/server.err" &
+  server_pid=$!
+  local line="" i
+  for i in $(seq 100); do  # up to 10 s
+    line=$(head -n 1 "$work/server.out")
+    [ -n "$line" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.err" >&2; echo "demo: $server exited at start" >&2; exit 1; }
+    sleep 0.1
+  done
+  if [[ ! $line =~ ^listening\ on\ [0-9.]+:([0-9]+)$ ]]; then
+    cat "$work/server.err" >&2
+    echo "demo: expected 'listening on HOST:PORT' from $server, got '$line'" >&2
+    exit 1
+  fi
+  port=${BASH_REMATCH[1]}
+  echo "demo: $server (pid $server_pid) $line"
+}
+
+# Runs the load and sets `rate` (requests per second).
+run_load() {
+  python3 perf/load/echo_client.py --port "$port" --connections "$connections" --duration "$duration" \
+    | tee "$work/load.out"
+  rate=$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$work/load.out")
+}
+
+# SIGINT must stop the server within 5 s with exit status 0.
+stop_server() {
+  kill -INT "$server_pid"
+  local i
+  for i in $(seq 50); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  local status=0
+  if kill -0 "$server_pid" 2>/dev/null; then
+    echo "demo: $server still running 5 s after SIGINT" >&2
+    exit 1
+  fi
+  wait "$server_pid" || status=$?
+  server_pid=""
+  cat "$work/server.err" >&2
+  if [ "$status" -ne 0 ]; then
+    echo "demo: $server exited with status $status after SIGINT" >&2
+    exit 1
+  fi
+  echo "demo: $server stopped by SIGINT, exit status 0"
+}
+
+./scripts/bootstrap.sh
+build
+start_server
+run_load
+stop_server
+echo "demo: $rate requests/s ($connections connections, 128-byte messages in lockstep, ${duration} s, $server)"

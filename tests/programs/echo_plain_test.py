@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""End-to-end test of ringshard-echo-plain.
+
+Starts the server on port 0 and checks, with bounded time for every step:
+  (a) 100 concurrent connections, each writing 1-4 random payloads of 1 B to
+      1 MiB (log-uniform sizes) in random chunks without waiting for replies,
+      get every byte back in order;
+  (b) a client that writes 10 MiB while not reading, then reads, gets all of
+      it back, and another connection is served meanwhile;
+  (c) 500 connections that close at once and 50 that reset (SO_LINGER 0)
+      mid-stream do not disturb the server;
+then that the server's open descriptors are back to their count at start,
+and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
+  (d) one with 4 receive buffers, so that multishot recvs end with -ENOBUFS
+      all the time, still echoes 20 pipelined connections exactly;
+  (e) with RLIMIT_NOFILE exhausted, one pauses accepting instead of spinning
+      and accepts again once descriptors are free.
+
+usage: echo_plain_test.py PATH/TO/ringshard-echo-plain
+Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
+"""
+import collections
+import os
+import random
+import resource
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+class Server:
+    """One server process; stderr goes to a file that is shown at the end."""
+
+    def __init__(self, binary, *args, nofile=None):
+        self.stderr = tempfile.TemporaryFile()
+        limit = None
+        if nofile is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.proc = subprocess.Popen([binary, "--port", "0", *args], stdout=subprocess.PIPE,
+                                     stderr=self.stderr, preexec_fn=limit)
+        self.port = self._read_port(deadline=time.monotonic() + 10)
+        self.baseline_fds = self.fd_count()
+
+    def _read_port(self, deadline):
+        line = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while not line.endswith(b"\n"):
+                if time.monotonic() > deadline:
+                    raise Failure("no 'listening on' line within 10 s")
+                if not sel.select(timeout=0.1):
+                    continue
+                chunk = os.read(self.proc.stdout.fileno(), 256)
+                if not chunk:
+                    self.proc.wait(timeout=5)
+                    if b"io_uring itself is unavailable" in self.stderr_text().encode():
+                        print(self.stderr_text(), file=sys.stderr)
+                        sys.exit(SKIP)
+                    raise Failure(f"server exited with {self.proc.returncode} before listening")
+                line += chunk
+        text = line.decode().strip()
+        prefix = "listening on 127.0.0.1:"
+        check(text.startswith(prefix), f"unexpected first line {text!r}")
+        return int(text[len(prefix):])
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def fd_kinds(self):
+        """Open fds by kind ("socket", "anon_inode", a path), for messages."""
+        kinds = collections.Counter()
+        for name in os.listdir(f"/proc/{self.proc.pid}/fd"):
+            try:
+                kinds[os.readlink(f"/proc/{self.proc.pid}/fd/{name}").split(":[")[0]] += 1
+            except OSError:
+                pass
+        return dict(kinds)
+
+    def cpu_seconds(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def wait_for_baseline_fds(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while self.fd_count() != self.baseline_fds:
+            if time.monotonic() > deadline:
+                raise Failure(f"server has {self.fd_count()} open fds, {self.baseline_fds} at start: "
+                              f"{self.fd_kinds()}")
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            status = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Failure("server did not exit within 5 s of SIGINT")
+        check(status == 0, f"server exited with status {status} after SIGINT")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stderr_text(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+
+def connect(port, timeout=5.0):
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def round_trip(port, payload=b"ping", timeout=5.0):
+    """A small echo on a fresh connection: proves the server is serving."""
+    with connect(port, timeout) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(len(payload) - len(got))
+            check(chunk, "connection closed during a round trip")
+            got += chunk
+        check(got == payload, "round trip returned different bytes")
+
+
+class Stream:
+    """A non-blocking client connection that writes `payload` in random
+    chunks while it reads the echo back and compares every byte."""
+
+    def __init__(self, port, payload, rng, read_after=0.0):
+        self.sock = connect(port)
+        self.sock.setblocking(False)
+        self.payload = memoryview(payload)
+        self.sent = 0
+        self.received = 0
+        self.rng = rng
+        self.read_from = time.monotonic() + read_after  # do not read before this
+
+    @property
+    def done(self):
+        return self.received == len(self.payload)
+
+    def on_writable(self):
+        chunk = self.rng.randint(1, 256 * 1024)
+        try:
+            self.sent += self.sock.send(self.payload[self.sent:self.sent + chunk])
+        except BlockingIOError:
+            pass
+
+    def on_readable(self):
+        try:
+            data = self.sock.recv(256 * 1024)
+        except BlockingIOError:
+            return
+        check(data, f"server closed a connection after echoing {self.received} of {len(self.payload)} bytes")
+        expected = self.payload[self.received:self.received + len(data)]
+        if data != expected:
+            at = next(i for i in range(len(data)) if i >= len(expected) or data[i] != expected[i])
+            raise Failure(f"echo differs at byte {self.received + at} of {len(self.payload)}")
+        self.received += len(data)
+
+
+def drive(streams, timeout, during=None):
+    """Runs the streams until all are echoed in full or the timeout passes.
+    `during` is called once per loop turn (for checks while data flows)."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        registered = {}  # stream -> the events it waits for
+        while not all(s.done for s in streams):
+            now = time.monotonic()
+            if now > deadline:
+                behind = [s for s in streams if not s.done]
+                raise Failure(f"{len(behind)} connections not echoed in full within {timeout} s; first: "
+                              f"sent {behind[0].sent}, received {behind[0].received} of {len(behind[0].payload)}")
+            for s in streams:
+                events = 0
+                if s.sent < len(s.payload):
+                    events |= selectors.EVENT_WRITE
+                if now >= s.read_from and not s.done:
+                    events |= selectors.EVENT_READ
+                before = registered.get(s, 0)
+                if events == before:
+                    continue
+                if not before:
+                    sel.register(s.sock, events, s)
+                elif not events:
+                    sel.unregister(s.sock)
+                else:
+                    sel.modify(s.sock, events, s)
+                registered[s] = events
+            for key, events in sel.select(timeout=0.05):
+                if events & selectors.EVENT_WRITE:
+                    key.data.on_writable()
+                if events & selectors.EVENT_READ:
+                    key.data.on_readable()
+            if during:
+                during()
+    for s in streams:
+        s.sock.close()
+
+
+def log_uniform_size(rng, largest=1 << 20):
+    return max(1, min(largest, int(2 ** rng.uniform(0, 20))))
+
+
+def concurrent_pipelined(server, rng):
+    streams = []
+    total = 0
+    for _ in range(100):
+        payload = b"".join(rng.randbytes(log_uniform_size(rng)) for _ in range(rng.randint(1, 4)))
+        total += len(payload)
+        streams.append(Stream(server.port, payload, rng))
+    drive(streams, timeout=30)
+    return f"100 connections, {total} bytes echoed"
+
+
+def slow_reader(server, rng):
+    payload = rng.randbytes(10 << 20)
+    stream = Stream(server.port, payload, rng, read_after=1.0)
+    served_meanwhile = []
+
+    def other_connection():
+        if not served_meanwhile and time.monotonic() > stream.read_from - 0.5:
+            round_trip(server.port, b"x" * 1000)
+            served_meanwhile.append(stream.sent)
+
+    drive([stream], timeout=30, during=other_connection)
+    check(served_meanwhile, "no other connection was served while the slow reader stalled")
+    return f"10 MiB echoed; {served_meanwhile[0]} bytes written before reading began"
+
+
+def closes_and_resets(server, rng):
+    for _ in range(500):
+        connect(server.port).close()
+    for i in range(50):
+        s = connect(server.port)
+        s.setblocking(False)
+        data = rng.randbytes(rng.randint(1, 512 * 1024))
+        try:
+            s.send(data)
+        except BlockingIOError:
+            pass
+        if i % 2:
+            time.sleep(0.002)  # let some echo come back before the reset
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+    round_trip(server.port)
+    return "500 immediate closes, 50 resets, still serving"
+
+
+def scarce_buffers(binary, rng):
+    server = Server(binary, "--buffers", "4")
+    try:
+        streams = [Stream(server.port, rng.randbytes(log_uniform_size(rng, 256 * 1024)), rng) for _ in range(20)]
+        drive(streams, timeout=30)
+        server.wait_for_baseline_fds()
+        server.stop()
+        return f"20 connections, {sum(len(s.payload) for s in streams)} bytes echoed through 4 buffers"
+    except BaseException:
+        print(server.stderr_text(), file=sys.stderr)
+        raise
+    finally:
+        server.kill()
+
+
+def fd_exhaustion(binary, rng):
+    server = Server(binary, nofile=32)
+    held = []
+    try:
+        for _ in range(40):  # more than the server can hold: the rest wait in the backlog
+            held.append(connect(server.port))
+        time.sleep(0.2)
+        before = server.cpu_seconds()
+        time.sleep(1.0)
+        spent = server.cpu_seconds() - before
+        check(spent < 0.3, f"server used {spent:.2f} s of CPU in 1 s while out of descriptors (busy loop?)")
+        for s in held:
+            s.close()
+        held.clear()
+        round_trip(server.port, timeout=5)
+        server.wait_for_baseline_fds()
+        server.stop()
+        return f"paused accepting at RLIMIT_NOFILE=32 ({spent:.2f} s CPU in 1 s), then served again"
+    except BaseException:
+        print(server.stderr_text(), file=sys.stderr)
+        raise
+    finally:
+        for s in held:
+            s.close()
+        server.kill()
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    binary = sys.argv[1]
+    seed = int(os.environ.get("RINGSHARD_TEST_SEED", time.time_ns() % 1_000_000))
+    print(f"seed {seed} (set RINGSHARD_TEST_SEED to repeat)")
+    rng = random.Random(seed)
+    started = time.monotonic()
+    server = Server(binary)
+    try:
+        print(f"server pid {server.proc.pid} on port {server.port}, {server.baseline_fds} fds at start")
+        for scenario in (concurrent_pipelined, slow_reader, closes_and_resets):
+            t0 = time.monotonic()
+            result = scenario(server, rng)
+            print(f"ok  {scenario.__name__}: {result} ({time.monotonic() - t0:.1f} s)")
+        server.wait_for_baseline_fds()
+        print(f"ok  fds back to {server.baseline_fds}")
+        server.stop()
+        print("ok  SIGINT: exit status 0")
+        for scenario in (scarce_buffers, fd_exhaustion):
+            t0 = time.monotonic()
+            result = scenario(binary, rng)
+            print(f"ok  {scenario.__name__}: {result} ({time.monotonic() - t0:.1f} s)")
+    except (Failure, OSError) as e:  # OSError: the server reset or refused a connection
+        print(f"FAIL: {e!r}" if isinstance(e, OSError) else f"FAIL: {e}", file=sys.stderr)
+        return 1
+    finally:
+        server.kill()
+        print("server stderr:\n" + server.stderr_text(), file=sys.stderr)
+    print(f"passed in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
