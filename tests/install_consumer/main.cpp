@@ -1,8 +1,24 @@
-// Uses the installed headers and library: one NOP through a Ring.
+// Uses the installed headers and libraries the way an outside project would:
+// one NOP through a Ring, then an actor on a two-shard Runtime.
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <system_error>
+#include <thread>
 
+#include "ringshard/actors/actor.hpp"
 #include "ringshard/framework/uring.hpp"
+
+namespace {
+struct Hello {
+  int value;
+};
+struct Greeter : ringshard::actors::Actor<Greeter> {
+  std::atomic<int>* got;
+  explicit Greeter(std::atomic<int>* g) : got(g) {}
+  void on_message(const Hello& h) { got->store(h.value); }
+};
+}  // namespace
 
 int main() {
   try {
@@ -16,8 +32,21 @@ int main() {
     const bool ok = cqe->res == 0 && cqe->user_data == 42;
     ring.cqe_seen(cqe);
     std::printf("installed ringshard: NOP %s\n", ok ? "completed" : "failed");
-    return ok ? 0 : 1;
-  } catch (const std::system_error& e) {
+    if (!ok) return 1;
+
+    ringshard::RuntimeOptions options;
+    options.shards = 2;
+    ringshard::Runtime runtime(options);
+    runtime.start();
+    std::atomic<int> got{0};
+    auto greeter = ringshard::actors::spawn<Greeter>(runtime, 1, &got);
+    ringshard::actors::send(greeter, Hello{7});
+    for (int i = 0; i < 5000 && got.load() != 7; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    runtime.stop();
+    runtime.wait();
+    std::printf("installed ringshard: actor message %s\n", got.load() == 7 ? "delivered" : "lost");
+    return got.load() == 7 ? 0 : 1;
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

@@ -16,7 +16,9 @@ trap 'rm -rf "$work"' EXIT
 
 cmake --install "$build_dir" --prefix "$work/prefix" >"$work/install.log" \
   || { cat "$work/install.log" >&2; echo "FAIL: cmake --install" >&2; exit 1; }
-[ -f "$work/prefix/include/ringshard/framework/uring.hpp" ] || { echo "FAIL: headers not installed" >&2; exit 1; }
+for h in ringshard/framework/uring.hpp ringshard/framework/shard.hpp ringshard/actors/actor.hpp; do
+  [ -f "$work/prefix/include/$h" ] || { echo "FAIL: $h not installed" >&2; exit 1; }
+done
 
 flags=()
 if [ -n "$sanitize" ]; then
