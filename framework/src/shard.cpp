@@ -333,6 +333,13 @@ Runtime::Runtime(const RuntimeOptions& options) : options_(options), cpus_(allow
   }
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd for Runtime::run");
+  // Created up front so that the process's descriptors do not change once
+  // the runtime is serving. Reads see SIGINT/SIGTERM only while run() blocks them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  signal_fd_ = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
 Runtime::~Runtime() {
@@ -342,6 +349,7 @@ Runtime::~Runtime() {
   g_last_started.compare_exchange_strong(self, nullptr);
   shards_.clear();
   if (stop_fd_ >= 0) ::close(stop_fd_);
+  if (signal_fd_ >= 0) ::close(signal_fd_);
 }
 
 void Runtime::start() {
@@ -389,13 +397,14 @@ void Runtime::wait() {
 }
 
 void Runtime::run() {
+  // A process started in the background by a shell without job control has
+  // SIGINT ignored, and an ignored signal never reaches a signalfd: run()
+  // promises to stop on SIGINT/SIGTERM, so it takes them back.
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGTERM, SIG_DFL);
   BlockStopSignals block;
   start();
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  const int sfd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  const int sfd = signal_fd_;
   while (!stop_requested_.load()) {
     pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {sfd, POLLIN, 0}};
     const int n = ::poll(fds, sfd >= 0 ? 2 : 1, 1000);
@@ -407,7 +416,6 @@ void Runtime::run() {
       }
     }
   }
-  if (sfd >= 0) ::close(sfd);
   wait();
   RINGSHARD_LOG_INFO("all shards stopped");
 }

@@ -16,7 +16,9 @@ and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
   (e) with RLIMIT_NOFILE exhausted, one pauses accepting instead of spinning
       and accepts again once descriptors are free.
 
-usage: echo_plain_test.py PATH/TO/ringshard-echo-plain
+usage: echo_plain_test.py PATH/TO/SERVER [SERVER ARGS...]
+(the server must take --port and --buffers; the extra arguments, such as
+--shards 2 --policy reuse-port, are passed to every server started)
 Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
 """
 import collections
@@ -33,6 +35,7 @@ import tempfile
 import time
 
 SKIP = 77
+EXTRA_ARGS = []  # given after the binary: passed to every server started
 
 
 class Failure(Exception):
@@ -53,7 +56,7 @@ class Server:
         if nofile is not None:
             def limit():
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        self.proc = subprocess.Popen([binary, "--port", "0", *args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([binary, "--port", "0", *EXTRA_ARGS, *args], stdout=subprocess.PIPE,
                                      stderr=self.stderr, preexec_fn=limit)
         self.port = self._read_port(deadline=time.monotonic() + 10)
         self.baseline_fds = self.fd_count()
@@ -309,10 +312,11 @@ def fd_exhaustion(binary, rng):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     binary = sys.argv[1]
+    EXTRA_ARGS.extend(sys.argv[2:])
     seed = int(os.environ.get("RINGSHARD_TEST_SEED", time.time_ns() % 1_000_000))
     print(f"seed {seed} (set RINGSHARD_TEST_SEED to repeat)")
     rng = random.Random(seed)

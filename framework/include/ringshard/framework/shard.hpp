@@ -198,7 +198,8 @@ class Runtime {
   std::atomic<unsigned> ready_{0};
   std::atomic<bool> failed_{false};
   std::atomic<bool> stop_requested_{false};
-  int stop_fd_ = -1;  // eventfd that run() waits on
+  int stop_fd_ = -1;    // eventfd that run() waits on
+  int signal_fd_ = -1;  // SIGINT/SIGTERM for run()
 };
 
 }  // namespace ringshard
