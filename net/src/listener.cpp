@@ -132,9 +132,12 @@ class Acceptor final : public MultishotCompletion, Timer {
     }
   }
 
+  // Called from on_cqe, inside the reactor's completion of this object: the
+  // object goes away after that completion has returned.
   void finish() {
     ::close(fd_);
-    delete this;
+    fd_ = -1;
+    shard_->post([this] { delete this; });
   }
 
   int fd_;

@@ -46,8 +46,9 @@ class MultishotCompletion : public Completion {
  public:
   /// Fills the SQE that (re-)arms the operation.
   virtual void prep(io_uring_sqe* sqe) = 0;
-  /// Called for every CQE; `rearm` is set when the kernel ended the request
-  /// and the reactor is about to arm it again. Call stop() to prevent that.
+  /// Called for every CQE. When the kernel ended the request (no
+  /// IORING_CQE_F_MORE) the reactor arms it again afterwards unless stop()
+  /// was called. It must not destroy this object (post a task for that).
   virtual void on_cqe(const io_uring_cqe& cqe) = 0;
   [[nodiscard]] bool armed() const noexcept { return armed_; }
   /// No re-arm after the current request ends (cancel it to end it now).

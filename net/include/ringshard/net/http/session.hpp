@@ -1,0 +1,75 @@
+// Session: the HTTP/1.1 server side of one connection, independent of the
+// transport. The connection feeds it the bytes it receives; the session
+// parses them (several pipelined requests at once), runs the router's
+// handlers and hands the serialised responses back through Output, strictly
+// in request order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "ringshard/net/http/message.hpp"
+#include "ringshard/net/http/responder.hpp"
+#include "ringshard/net/http/router.hpp"
+
+namespace ringshard::net::http {
+
+struct Limits {
+  /// Request line plus header block, in bytes as received. Over it: 431
+  /// (414 when the request-target alone is over it), then close.
+  std::size_t max_header_bytes = 8192;
+  /// Request body (declared Content-Length, or de-chunked size so far).
+  /// Over it: 413, then close.
+  std::size_t max_body_bytes = std::size_t{1} << 20;
+};
+
+/// Implemented by the connection. The session calls write() once per
+/// response (the bytes are only valid during the call: copy them), then one
+/// flush() when it is done with a batch: at the end of each feed() that wrote
+/// something, after a deferred answer that let output move on, and right
+/// after a `100 Continue`. close_after_flush() means: close the connection
+/// once everything written so far is sent; the session writes nothing more.
+struct Output {
+  virtual void write(std::string_view bytes) = 0;
+  virtual void flush() = 0;
+  virtual void close_after_flush() = 0;
+  virtual ~Output() = default;
+};
+
+/// One per connection; lives on the connection's shard. The router and the
+/// output must outlive it. Destroying it makes all its Responders no-ops.
+class Session {
+ public:
+  Session(const Router& router, Limits limits, Output& output);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  /// Parses `bytes` (any split: a part of a request, several requests),
+  /// dispatches each complete request, writes the responses that are ready
+  /// and flushes once. After a close (`Connection: close`, HTTP/1.0 without
+  /// keep-alive, an error) further input is ignored.
+  void feed(std::string_view bytes);
+
+  /// The peer will send nothing more (it shut down its side). The responses
+  /// still owed are written, then the connection is closed.
+  void end_of_input();
+
+  /// True while a request has begun but is not complete (the connection's
+  /// cue for a slow-client timeout).
+  [[nodiscard]] bool mid_request() const noexcept;
+  /// Complete requests dispatched so far.
+  [[nodiscard]] std::uint64_t requests() const noexcept;
+  /// Responses owed: dispatched requests whose response is not written yet.
+  [[nodiscard]] std::size_t pending() const noexcept;
+  /// True once the session accepts no more input (it will close, or has
+  /// asked the output to close).
+  [[nodiscard]] bool closing() const noexcept;
+
+ private:
+  std::shared_ptr<detail::SessionCore> core_;
+};
+
+}  // namespace ringshard::net::http

@@ -1,0 +1,151 @@
+#include "ringshard/net/http/message.hpp"
+
+#include <cstring>
+#include <ctime>
+
+namespace ringshard::net::http {
+
+std::string_view method_name(Method m) noexcept {
+  switch (m) {
+    case Method::get: return "GET";
+    case Method::head: return "HEAD";
+    case Method::post: return "POST";
+    case Method::put: return "PUT";
+    case Method::del: return "DELETE";
+    case Method::patch: return "PATCH";
+    case Method::options: return "OPTIONS";
+    case Method::connect: return "CONNECT";
+    case Method::trace: return "TRACE";
+    case Method::other: break;
+  }
+  return "OTHER";
+}
+
+namespace {
+constexpr unsigned char lower(unsigned char c) noexcept { return (c >= 'A' && c <= 'Z') ? c | 0x20 : c; }
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+std::optional<std::string_view> Request::header(std::string_view name) const noexcept {
+  for (const Header& h : headers)
+    if (iequals(h.name, name)) return h.value;
+  return std::nullopt;
+}
+
+Response Response::text(int status, std::string body, std::string_view content_type) {
+  Response r(status, std::move(body));
+  r.content_type.assign(content_type);
+  return r;
+}
+
+Response Response::json(int status, std::string body) { return text(status, std::move(body), "application/json"); }
+
+Response& Response::header(std::string_view name, std::string_view value) {
+  headers.emplace_back(std::string(name), std::string(value));
+  return *this;
+}
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void format_http_date(std::time_t t, char (&out)[29]) noexcept {
+  static constexpr char days[] = "SunMonTueWedThuFriSat";
+  static constexpr char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  auto two = [](char* p, int v) {
+    p[0] = static_cast<char>('0' + v / 10);
+    p[1] = static_cast<char>('0' + v % 10);
+  };
+  char* p = out;
+  std::memcpy(p, days + 3 * tm.tm_wday, 3);
+  p[3] = ',';
+  p[4] = ' ';
+  two(p + 5, tm.tm_mday);
+  p[7] = ' ';
+  std::memcpy(p + 8, months + 3 * tm.tm_mon, 3);
+  p[11] = ' ';
+  const int year = tm.tm_year + 1900;
+  two(p + 12, (year / 100) % 100);
+  two(p + 14, year % 100);
+  p[16] = ' ';
+  two(p + 17, tm.tm_hour);
+  p[19] = ':';
+  two(p + 20, tm.tm_min);
+  p[22] = ':';
+  two(p + 23, tm.tm_sec);
+  std::memcpy(p + 25, " GMT", 4);
+}
+
+std::string_view http_date() noexcept {
+  struct Cache {
+    std::time_t second = -1;
+    char text[29];
+  };
+  thread_local Cache cache;
+  const std::time_t now = std::time(nullptr);
+  if (now != cache.second) {
+    format_http_date(now, cache.text);
+    cache.second = now;
+  }
+  return {cache.text, sizeof cache.text};
+}
+
+}  // namespace ringshard::net::http

@@ -1,0 +1,642 @@
+// The session: llhttp drives the parse; the callbacks only copy bytes into
+// reused buffers and pause the parser at two points of each request (headers
+// complete, message complete), where feed() takes over: limits and Expect at
+// the first, dispatch to the router at the second. Handlers therefore never
+// run inside llhttp, and the pause positions give the exact size of each
+// header block as received.
+//
+// Output order: every dispatched request (and every error answer) takes the
+// next sequence number. While nothing is outstanding, a ready response is
+// written straight away; once a response is outstanding (a deferred
+// Responder), later ones wait in a ring of slots, serialised, until the ones
+// before them are written.
+#include "ringshard/net/http/session.hpp"
+
+#include <llhttp.h>
+
+#include <charconv>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+namespace ringshard::net::http {
+
+namespace detail {
+
+class SessionCore : public std::enable_shared_from_this<SessionCore> {
+ public:
+  SessionCore(const Router& router, Limits limits, Output& output);
+
+  void feed(std::string_view bytes);
+  void end_of_input();
+  void answer(std::uint64_t seq, Response&& response);
+  void detach() noexcept {
+    out_ = nullptr;
+    closed_ = true;
+    stopped_ = true;
+  }
+
+  [[nodiscard]] bool alive() const noexcept { return !closed_ && !close_pending_; }
+  [[nodiscard]] bool mid_request() const noexcept { return in_message_ && !stopped_; }
+  [[nodiscard]] std::uint64_t requests() const noexcept { return requests_; }
+  [[nodiscard]] std::size_t pending() const noexcept { return ring_count_; }
+  [[nodiscard]] bool closing() const noexcept { return stopped_ || closed_; }
+
+ private:
+  // What serialising a response needs to know about its request.
+  struct Info {
+    bool http10 = false;
+    bool head = false;
+    bool keep_alive = true;
+  };
+  struct Slot {
+    Info info;
+    bool ready = false;
+    bool closes = false;
+    bool send_continue = false;  // write "100 Continue" right after this response
+    std::string bytes;
+  };
+  struct Span {
+    std::uint32_t name_off = 0, name_len = 0, value_off = 0, value_len = 0;
+  };
+  enum class Pause : std::uint8_t { none, headers, message };
+
+  static const llhttp_settings_t& settings() noexcept {
+    static const llhttp_settings_t s = make_settings();
+    return s;
+  }
+  static SessionCore& self(llhttp_t* p) noexcept { return *static_cast<SessionCore*>(p->data); }
+  static int on_message_begin(llhttp_t* p) noexcept;
+  static int on_url(llhttp_t* p, const char* at, std::size_t len) noexcept;
+  static int on_header_field(llhttp_t* p, const char* at, std::size_t len) noexcept;
+  static int on_header_field_complete(llhttp_t* p) noexcept;
+  static int on_header_value(llhttp_t* p, const char* at, std::size_t len) noexcept;
+  static int on_header_value_complete(llhttp_t* p) noexcept;
+  static int on_headers_complete(llhttp_t* p) noexcept;
+  static int on_body(llhttp_t* p, const char* at, std::size_t len) noexcept;
+  static int on_message_complete(llhttp_t* p) noexcept;
+
+  static llhttp_settings_t make_settings() noexcept;
+  int append_head(const char* at, std::size_t len, int status) noexcept;
+
+  void headers_done();
+  void message_done();
+  void fail(int status);
+  void complete(std::uint64_t seq, const Info& info, Response&& response);
+  void serialize(std::string& out, const Info& info, const Response& r);
+  void emit(std::string_view bytes, bool closes, bool send_continue);
+  void drain();
+  void after_output();
+  void flush_point();
+
+  Slot& push_slot();
+  void pop_slot() noexcept;
+  Slot* slot_for(std::uint64_t seq) noexcept;
+
+  [[nodiscard]] bool http10() const noexcept { return parser_.http_major == 1 && parser_.http_minor == 0; }
+
+  llhttp_t parser_{};
+  const Router& router_;
+  Limits limits_;
+  Output* out_;
+
+  // Parse state of the current request.
+  Pause pause_ = Pause::none;
+  bool in_message_ = false;
+  bool in_body_ = false;  // headers complete (header callbacks now are trailers: ignored)
+  bool in_field_ = false;
+  bool in_value_ = false;
+  int error_status_ = 0;        // set by a callback that fails the parse
+  std::size_t header_raw_ = 0;  // bytes received since the last request ended, while in a header block
+  std::size_t url_len_ = 0;
+  std::string arena_;  // target, then header names and values
+  std::vector<Span> spans_;
+  Request request_;
+
+  // Output state.
+  std::uint64_t next_seq_ = 0;  // sequence number of the next request (or error answer)
+  std::uint64_t head_seq_ = 0;  // sequence number of the oldest response not yet written
+  std::vector<Slot> ring_;      // size 0 or a power of two
+  std::size_t ring_head_ = 0;
+  std::size_t ring_count_ = 0;
+  std::string scratch_;
+  std::uint64_t requests_ = 0;
+  bool in_feed_ = false;
+  bool dirty_ = false;          // written since the last flush
+  bool stopped_ = false;        // no more input is parsed
+  bool eof_ = false;            // the peer sends nothing more
+  bool close_pending_ = false;  // a closing response went out: close at the next flush point
+  bool closed_ = false;         // close_after_flush() called, or the session is gone
+};
+
+namespace {
+
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+Method to_method(std::uint8_t m) noexcept {
+  switch (m) {
+    case HTTP_GET: return Method::get;
+    case HTTP_HEAD: return Method::head;
+    case HTTP_POST: return Method::post;
+    case HTTP_PUT: return Method::put;
+    case HTTP_DELETE: return Method::del;
+    case HTTP_PATCH: return Method::patch;
+    case HTTP_OPTIONS: return Method::options;
+    case HTTP_CONNECT: return Method::connect;
+    case HTTP_TRACE: return Method::trace;
+    default: return Method::other;
+  }
+}
+
+// Buffers are reused across requests, but one large body or response should
+// not stay allocated for the rest of a long-lived connection.
+constexpr std::size_t keep_capacity = 64 * 1024;
+void trim(std::string& s) noexcept {
+  if (s.capacity() > keep_capacity) std::string().swap(s);
+}
+
+void append_uint(std::string& out, std::size_t v) {
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(res.ptr - buf));
+}
+
+Response error_response(int status) {
+  std::string body(reason_phrase(status));
+  body += '\n';
+  return Response::text(status, std::move(body));
+}
+
+}  // namespace
+
+llhttp_settings_t SessionCore::make_settings() noexcept {
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_message_begin = &on_message_begin;
+  s.on_url = &on_url;
+  s.on_header_field = &on_header_field;
+  s.on_header_field_complete = &on_header_field_complete;
+  s.on_header_value = &on_header_value;
+  s.on_header_value_complete = &on_header_value_complete;
+  s.on_headers_complete = &on_headers_complete;
+  s.on_body = &on_body;
+  s.on_message_complete = &on_message_complete;
+  return s;
+}
+
+SessionCore::SessionCore(const Router& router, Limits limits, Output& output)
+    : router_(router), limits_(limits), out_(&output) {
+  llhttp_init(&parser_, HTTP_REQUEST, &settings());
+  parser_.data = this;
+}
+
+// ---- llhttp callbacks -------------------------------------------------------
+
+int SessionCore::on_message_begin(llhttp_t* p) noexcept {
+  SessionCore& s = self(p);
+  s.in_message_ = true;
+  s.in_body_ = false;
+  s.in_field_ = false;
+  s.in_value_ = false;
+  s.url_len_ = 0;
+  s.arena_.clear();
+  s.spans_.clear();
+  return 0;
+}
+
+int SessionCore::append_head(const char* at, std::size_t len, int status) noexcept {
+  if (arena_.size() + len > limits_.max_header_bytes) {
+    error_status_ = status;
+    return HPE_USER;
+  }
+  arena_.append(at, len);  // within max_header_bytes: the capacity stays bounded
+  return 0;
+}
+
+int SessionCore::on_url(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  SessionCore& s = self(p);
+  s.url_len_ += len;
+  return s.append_head(at, len, 414);
+}
+
+int SessionCore::on_header_field(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  SessionCore& s = self(p);
+  if (s.in_body_) return 0;  // trailer fields are not kept
+  if (!s.in_field_) {
+    s.in_field_ = true;
+    const auto off = static_cast<std::uint32_t>(s.arena_.size());
+    s.spans_.push_back(Span{off, 0, off, 0});
+  }
+  s.spans_.back().name_len += static_cast<std::uint32_t>(len);
+  return s.append_head(at, len, 431);
+}
+
+int SessionCore::on_header_field_complete(llhttp_t* p) noexcept {
+  self(p).in_field_ = false;
+  return 0;
+}
+
+int SessionCore::on_header_value(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  SessionCore& s = self(p);
+  if (s.in_body_ || s.spans_.empty()) return 0;
+  if (!s.in_value_) {
+    s.in_value_ = true;
+    s.spans_.back().value_off = static_cast<std::uint32_t>(s.arena_.size());
+  }
+  s.spans_.back().value_len += static_cast<std::uint32_t>(len);
+  return s.append_head(at, len, 431);
+}
+
+int SessionCore::on_header_value_complete(llhttp_t* p) noexcept {
+  self(p).in_value_ = false;
+  return 0;
+}
+
+int SessionCore::on_headers_complete(llhttp_t* p) noexcept {
+  SessionCore& s = self(p);
+  s.in_body_ = true;
+  s.pause_ = Pause::headers;
+  return HPE_PAUSED;
+}
+
+int SessionCore::on_body(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  SessionCore& s = self(p);
+  if (s.request_.body.size() + len > s.limits_.max_body_bytes) {
+    s.error_status_ = 413;
+    return HPE_USER;
+  }
+  s.request_.body.append(at, len);
+  return 0;
+}
+
+int SessionCore::on_message_complete(llhttp_t* p) noexcept {
+  self(p).pause_ = Pause::message;
+  return HPE_PAUSED;
+}
+
+// ---- input ------------------------------------------------------------------
+
+void SessionCore::feed(std::string_view bytes) {
+  if (stopped_ || closed_) return;
+  const auto keep = shared_from_this();  // in case the output destroys the Session meanwhile
+  in_feed_ = true;
+  const char* p = bytes.data();
+  const char* const end = p + bytes.size();
+  // After the headers-complete pause the parser still has steps that take
+  // no input (a request without a body completes there), so it runs once
+  // more even when all bytes are consumed.
+  bool run_once_more = false;
+  while ((p < end || std::exchange(run_once_more, false)) && !stopped_) {
+    const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<std::size_t>(end - p));
+    if (err == HPE_OK) {
+      if (!in_body_) {
+        header_raw_ += static_cast<std::size_t>(end - p);
+        if (header_raw_ > limits_.max_header_bytes) fail(431);
+      }
+      break;
+    }
+    if (err == HPE_PAUSED) {
+      const char* pos = llhttp_get_error_pos(&parser_);
+      const Pause why = std::exchange(pause_, Pause::none);
+      if (why == Pause::headers) {
+        header_raw_ += static_cast<std::size_t>(pos - p);
+        headers_done();
+        run_once_more = true;
+      } else if (why == Pause::message) {
+        message_done();
+      } else {
+        fail(400);  // a pause we did not ask for: cannot happen with these callbacks
+      }
+      if (stopped_) break;
+      llhttp_resume(&parser_);
+      p = pos;
+      continue;
+    }
+    // A parse error, a limit hit in a callback, or an upgrade (which only
+    // comes after a request we answered with close, so never here).
+    fail(error_status_ != 0 ? error_status_ : 400);
+    break;
+  }
+  in_feed_ = false;
+  flush_point();
+}
+
+void SessionCore::headers_done() {
+  if (header_raw_ > limits_.max_header_bytes) return fail(431);
+  const auto flags = parser_.flags;
+  // Both lengths: a request smuggling attempt (RFC 9112 6.1). Checked here
+  // whatever llhttp's leniency settings.
+  if ((flags & F_CONTENT_LENGTH) && (flags & F_TRANSFER_ENCODING)) return fail(400);
+  const bool chunked = (flags & F_CHUNKED) != 0;
+  const bool has_length = (flags & F_CONTENT_LENGTH) != 0;
+  if (has_length && parser_.content_length > limits_.max_body_bytes) return fail(413);
+
+  Request& r = request_;
+  r.method = to_method(parser_.method);
+  r.method_name = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  r.http_major = parser_.http_major;
+  r.http_minor = parser_.http_minor;
+  // An upgrade (or CONNECT) is answered as a plain request, then the
+  // connection closes: the bytes after it would be another protocol.
+  r.keep_alive = llhttp_should_keep_alive(&parser_) != 0 && parser_.upgrade == 0;
+
+  const char* base = arena_.data();
+  std::string_view target(base, url_len_);
+  r.target = target;
+  if (!target.empty() && target.front() != '/') {  // absolute-form: drop scheme and authority
+    if (const auto scheme = target.find("://"); scheme != std::string_view::npos) {
+      const auto slash = target.find('/', scheme + 3);
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    }
+  }
+  std::size_t q = 0;
+  while (q < target.size() && target[q] != '?' && target[q] != '#') ++q;
+  r.path = target.substr(0, q);
+  r.query = {};
+  if (q < target.size() && target[q] == '?') {
+    const std::string_view rest = target.substr(q + 1);
+    r.query = rest.substr(0, rest.find('#'));
+  }
+  r.headers.clear();
+  for (const Span& s : spans_)
+    r.headers.push_back(Header{{base + s.name_off, s.name_len}, {base + s.value_off, s.value_len}});
+  r.body.clear();
+  if (has_length) r.body.reserve(static_cast<std::size_t>(parser_.content_length));
+
+  // Expect: 100-continue, when a body is to come (HTTP/1.1 only).
+  if ((chunked || parser_.content_length > 0) && !http10()) {
+    if (auto expect = r.header("expect"); expect && iequals(*expect, "100-continue")) {
+      if (ring_count_ == 0) {
+        if (out_) {
+          out_->write(continue_line);
+          out_->flush();
+        }
+        dirty_ = false;
+      } else {
+        // Behind a response still owed: goes out right after it.
+        ring_[(ring_head_ + ring_count_ - 1) & (ring_.size() - 1)].send_continue = true;
+      }
+    }
+  }
+}
+
+void SessionCore::message_done() {
+  in_message_ = false;
+  in_body_ = false;
+  header_raw_ = 0;
+  ++requests_;
+  const std::uint64_t seq = next_seq_++;
+  const Info info{request_.http_major == 1 && request_.http_minor == 0, request_.method == Method::head,
+                  request_.keep_alive};
+  if (!info.keep_alive) stopped_ = true;  // ignore whatever follows
+
+  const Router::Match m = router_.find(request_.method, request_.path);
+  if (m.handler) {
+    Response response;
+    try {
+      response = (*m.handler)(request_);
+    } catch (...) {
+      response = error_response(500);
+    }
+    complete(seq, info, std::move(response));
+  } else if (m.deferred) {
+    Slot& slot = push_slot();
+    slot.info = info;
+    try {
+      (*m.deferred)(request_, Responder(weak_from_this(), seq));
+    } catch (...) {
+      // The Responder was destroyed with the handler's frame: 500 if unanswered.
+    }
+  } else {
+    Response response = error_response(m.status);
+    if (m.status == 405) response.header("Allow", m.allow);
+    complete(seq, info, std::move(response));
+  }
+  trim(request_.body);
+}
+
+void SessionCore::fail(int status) {
+  stopped_ = true;
+  in_message_ = false;
+  const Info info{http10(), false, false};
+  complete(next_seq_++, info, error_response(status));
+}
+
+void SessionCore::end_of_input() {
+  if (closed_) return;
+  const auto keep = shared_from_this();
+  stopped_ = true;
+  in_message_ = false;
+  eof_ = true;
+  flush_point();
+}
+
+// ---- output -----------------------------------------------------------------
+
+void SessionCore::complete(std::uint64_t seq, const Info& info, Response&& response) {
+  const bool closes = !info.keep_alive || response.close;
+  if (closes) stopped_ = true;
+  if (ring_count_ == 0) {
+    head_seq_ = seq + 1;
+    serialize(scratch_, info, response);
+    emit(scratch_, closes, false);
+    trim(scratch_);
+  } else {
+    Slot& slot = push_slot();
+    slot.info = info;
+    serialize(slot.bytes, info, response);
+    slot.ready = true;
+    slot.closes = closes;
+  }
+  after_output();
+}
+
+void SessionCore::answer(std::uint64_t seq, Response&& response) {
+  if (closed_ || close_pending_) return;
+  Slot* slot = slot_for(seq);
+  if (!slot || slot->ready) return;
+  const bool closes = !slot->info.keep_alive || response.close;
+  if (response.close) stopped_ = true;
+  if (seq == head_seq_) {
+    serialize(scratch_, slot->info, response);
+    const bool cont = slot->send_continue;
+    pop_slot();
+    emit(scratch_, closes, cont);
+    trim(scratch_);
+    drain();
+    after_output();
+    if (!in_feed_) flush_point();
+  } else {
+    serialize(slot->bytes, slot->info, response);
+    slot->ready = true;
+    slot->closes = closes;
+  }
+}
+
+void SessionCore::drain() {
+  while (ring_count_ > 0 && !close_pending_) {
+    Slot& front = ring_[ring_head_];
+    if (!front.ready) break;
+    emit(front.bytes, front.closes, front.send_continue);
+    trim(front.bytes);
+    pop_slot();
+  }
+}
+
+void SessionCore::after_output() {
+  if (close_pending_ && ring_count_ > 0) {  // nothing goes out after a closing response
+    ring_count_ = 0;
+    head_seq_ = next_seq_;
+  }
+}
+
+void SessionCore::emit(std::string_view bytes, bool closes, bool send_continue) {
+  if (closed_ || close_pending_ || !out_) return;
+  out_->write(bytes);
+  dirty_ = true;
+  if (closes) {
+    close_pending_ = true;
+    stopped_ = true;
+  } else if (send_continue && out_) {
+    out_->write(continue_line);
+  }
+}
+
+void SessionCore::flush_point() {
+  if (closed_ || !out_) return;
+  if (eof_ && ring_count_ == 0) close_pending_ = true;
+  if (dirty_) {
+    dirty_ = false;
+    out_->flush();
+  }
+  if (close_pending_ && out_ && !closed_) {
+    closed_ = true;
+    out_->close_after_flush();
+  }
+}
+
+void SessionCore::serialize(std::string& out, const Info& info, const Response& r) {
+  const bool closes = !info.keep_alive || r.close;
+  const int status = r.status;
+  const bool bodiless_status = (status >= 100 && status < 200) || status == 204 || status == 304;
+  out.clear();
+  out += info.http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  append_uint(out, static_cast<std::size_t>(status < 0 ? 0 : status));
+  out += ' ';
+  out += reason_phrase(status);
+  out += "\r\nServer: ringshard\r\nDate: ";
+  out += http_date();
+  out += "\r\n";
+  if (!bodiless_status) {
+    out += "Content-Length: ";
+    append_uint(out, r.body.size());
+    out += "\r\n";
+  }
+  if (!r.content_type.empty()) {
+    out += "Content-Type: ";
+    out += r.content_type;
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : r.headers) {
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection"))
+      continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  if (closes) out += "Connection: close\r\n";
+  else if (info.http10) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+  if (!info.head && !bodiless_status) out += r.body;
+}
+
+// ---- the ring of responses waiting for an earlier one ------------------------
+
+SessionCore::Slot& SessionCore::push_slot() {
+  if (ring_count_ == ring_.size()) {
+    std::vector<Slot> bigger(ring_.empty() ? 8 : ring_.size() * 2);
+    for (std::size_t i = 0; i < ring_count_; ++i)
+      bigger[i] = std::move(ring_[(ring_head_ + i) & (ring_.size() - 1)]);
+    ring_.swap(bigger);
+    ring_head_ = 0;
+  }
+  Slot& s = ring_[(ring_head_ + ring_count_) & (ring_.size() - 1)];
+  ++ring_count_;
+  s.info = Info{};
+  s.ready = false;
+  s.closes = false;
+  s.send_continue = false;
+  s.bytes.clear();
+  return s;
+}
+
+void SessionCore::pop_slot() noexcept {
+  ring_head_ = (ring_head_ + 1) & (ring_.size() - 1);
+  --ring_count_;
+  ++head_seq_;
+}
+
+SessionCore::Slot* SessionCore::slot_for(std::uint64_t seq) noexcept {
+  if (seq < head_seq_ || seq - head_seq_ >= ring_count_) return nullptr;
+  return &ring_[(ring_head_ + (seq - head_seq_)) & (ring_.size() - 1)];
+}
+
+}  // namespace detail
+
+// ---- Session ----------------------------------------------------------------
+
+Session::Session(const Router& router, Limits limits, Output& output)
+    : core_(std::make_shared<detail::SessionCore>(router, limits, output)) {}
+
+Session::~Session() { core_->detach(); }
+
+void Session::feed(std::string_view bytes) { core_->feed(bytes); }
+void Session::end_of_input() { core_->end_of_input(); }
+bool Session::mid_request() const noexcept { return core_->mid_request(); }
+std::uint64_t Session::requests() const noexcept { return core_->requests(); }
+std::size_t Session::pending() const noexcept { return core_->pending(); }
+bool Session::closing() const noexcept { return core_->closing(); }
+
+// ---- Responder --------------------------------------------------------------
+
+Responder::Responder(Responder&& other) noexcept
+    : core_(std::move(other.core_)), seq_(other.seq_), owed_(std::exchange(other.owed_, false)) {}
+
+Responder& Responder::operator=(Responder&& other) noexcept {
+  if (this != &other) {
+    answer_internal_error();
+    core_ = std::move(other.core_);
+    seq_ = other.seq_;
+    owed_ = std::exchange(other.owed_, false);
+  }
+  return *this;
+}
+
+Responder::~Responder() { answer_internal_error(); }
+
+void Responder::operator()(Response response) {
+  if (!owed_) return;
+  owed_ = false;
+  const auto core = core_.lock();
+  core_.reset();
+  if (core) core->answer(seq_, std::move(response));
+}
+
+void Responder::answer_internal_error() noexcept {
+  if (!owed_) return;
+  try {
+    (*this)(Response::text(500, "Internal Server Error\n"));
+  } catch (...) {
+    owed_ = false;
+    core_.reset();
+  }
+}
+
+bool Responder::session_alive() const noexcept {
+  if (!owed_) return false;
+  const auto core = core_.lock();
+  return core && core->alive();
+}
+
+}  // namespace ringshard::net::http

@@ -1,0 +1,101 @@
+// The session's steady state allocates nothing for small requests: the
+// global allocation functions are replaced by counting ones (counting only
+// while a test asks for it, on its own thread).
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "http/http_test_util.hpp"
+
+namespace {
+thread_local bool counting = false;
+thread_local std::size_t allocations = 0;
+
+void* counted_alloc(std::size_t n) {
+  if (counting) ++allocations;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+}  // namespace
+
+// Every non-aligned form, so that each new pairs with a matching delete
+// (the sanitizers check the pairing).
+void* operator new(std::size_t n) { return counted_alloc(n); }
+void* operator new[](std::size_t n) { return counted_alloc(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  if (counting) ++allocations;
+  return std::malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+
+using namespace ringshard::net::http;
+using ringshard::test::http::gets;
+using ringshard::test::http::parse_responses;
+
+namespace {
+/// Appends to a buffer reserved in advance: the output itself allocates nothing.
+struct QuietOutput final : Output {
+  std::string bytes;
+  int flushes = 0;
+  int closes = 0;
+  void write(std::string_view b) override { bytes.append(b); }
+  void flush() override { ++flushes; }
+  void close_after_flush() override { ++closes; }
+};
+
+struct Counting {
+  Counting() {
+    allocations = 0;
+    counting = true;
+  }
+  ~Counting() { counting = false; }
+};
+}  // namespace
+
+TEST_CASE("http session: no heap allocation per request in the steady state") {
+  Router router;
+  router.get("/plaintext", [](Request&) { return Response::text(200, "Hello, World!"); });
+  router.get("/later", [](Request&, Responder r) { r(Response::text(200, "later")); });
+  router.post("/echo", [](Request& req) {
+    Response r(200);
+    r.body.swap(req.body);  // both keep their capacity: give the request the response's old buffer
+    return r;
+  });
+  QuietOutput out;
+  out.bytes.reserve(std::size_t{4} << 20);
+  Session s(router, Limits{}, out);
+
+  const std::string one = gets(1);
+  const std::string sixteen = gets(16);
+  const std::string with_headers =
+      "GET /plaintext HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n"
+      "Connection: keep-alive\r\nAccept-Encoding: gzip, deflate\r\n\r\n";
+  const std::string deferred = gets(1, "/later");
+  const std::string post = "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+  auto round = [&] {
+    s.feed(one);
+    s.feed(sixteen);
+    s.feed(with_headers);
+    s.feed(deferred);
+    s.feed(post);
+    for (char c : with_headers) s.feed(std::string_view(&c, 1));
+  };
+  for (int i = 0; i < 10; ++i) round();  // warm-up: buffers reach their working sizes
+  out.bytes.clear();
+  {
+    Counting c;
+    for (int i = 0; i < 100; ++i) round();
+    CHECK(allocations == 0);
+  }
+  CHECK(s.requests() == 110 * 21);
+  CHECK(out.closes == 0);
+  CHECK(parse_responses(out.bytes).size() == 100 * 21);
+}
