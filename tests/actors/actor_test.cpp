@@ -433,3 +433,23 @@ TEST_CASE("spawn and stop from other shards, many times") {
   rt.stop();
   rt.wait();
 }
+
+TEST_CASE("ask from plain shard code gets its answer as a callback on the asking shard") {
+  Runtime rt(opts(2));
+  rt.start();
+  std::atomic<long> total{0};
+  std::atomic<int> started{0}, stopped{0}, answer{-1}, right_shard{0};
+  auto counter = spawn<Counter>(rt, 1, &total, &started, &stopped);
+  send(counter, Add{5});
+  REQUIRE(eventually([&] { return total.load() == 5; }));
+  rt.post(0, [&] {
+    ringshard::actors::ask(counter, GetCount{}, [&](int n) {
+      right_shard.store(Shard::current() == &rt.shard(0) ? 1 : 2);
+      answer.store(n);
+    });
+  });
+  REQUIRE(eventually([&] { return answer.load() == 5; }));
+  CHECK(right_shard.load() == 1);
+  rt.stop();
+  rt.wait();
+}

@@ -300,13 +300,20 @@ void stop(const ActorRef<T>& to) {
 template <class R>
 class Reply {
  public:
+  /// The callback form: runs on shard `origin` with the answer (nullopt: none comes).
+  using Callback = InlineFunction<void(std::optional<R>&&), 48>;
+
   Reply(RawRef asker, std::uint64_t id) noexcept : asker_(asker), id_(id) {}
-  Reply(Reply&& o) noexcept : asker_(o.asker_), id_(std::exchange(o.id_, 0)) {}
+  Reply(unsigned origin, Callback callback)
+      : asker_{origin, 0, 0}, id_(1), callback_(std::make_unique<Callback>(std::move(callback))) {}
+  Reply(Reply&& o) noexcept
+      : asker_(o.asker_), id_(std::exchange(o.id_, 0)), callback_(std::move(o.callback_)) {}
   Reply& operator=(Reply&& o) noexcept {
     if (this != &o) {
       abandon();
       asker_ = o.asker_;
       id_ = std::exchange(o.id_, 0);
+      callback_ = std::move(o.callback_);
     }
     return *this;
   }
@@ -328,6 +335,7 @@ class Reply {
 
   RawRef asker_;
   std::uint64_t id_;
+  std::unique_ptr<Callback> callback_;  // set in the callback form
 };
 
 namespace detail {
@@ -425,6 +433,11 @@ template <class R>
 void Reply<R>::post(std::uint64_t id, std::optional<R> value) noexcept {
   Runtime* rt = Runtime::current();
   if (rt == nullptr || !asker_.valid()) return;
+  if (callback_) {
+    // The callback goes home to run (or be destroyed) on the shard that asked.
+    rt->shard(asker_.shard).post([cb = std::move(callback_), v = std::move(value)]() mutable { (*cb)(std::move(v)); });
+    return;
+  }
   rt->shard(asker_.shard).post([asker = asker_, id, v = std::move(value)]() mutable {
     ActorTable& table = ActorTable::of(*Shard::current());
     ActorBase* a = table.lookup(asker);
@@ -434,6 +447,22 @@ void Reply<R>::post(std::uint64_t id, std::optional<R> value) noexcept {
     }
     detail::complete_ask(*a, id, v ? &*v : nullptr);
   });
+}
+
+/// Request/reply from any code running on a shard (not only actors):
+/// `on_reply(Response)` runs on the calling shard when the answer comes, and
+/// not at all if the target was gone.
+template <class Target, class Req, class F>
+void ask(const ActorRef<Target>& to, Req&& req, F&& on_reply) {
+  using Msg = std::decay_t<Req>;
+  using R = typename Msg::Response;
+  Shard* here = Shard::current();
+  if (here == nullptr) std::abort();  // ask() needs a shard to come back to
+  Reply<R> reply(here->id(), typename Reply<R>::Callback([f = std::forward<F>(on_reply)](std::optional<R>&& v) mutable {
+                   if (v) f(std::move(*v));
+                 }));
+  detail::runtime_or_die().shard(to.shard()).post(
+      detail::AskTask<Target, Msg, R>{to.raw(), Msg(std::forward<Req>(req)), std::move(reply)});
 }
 
 }  // namespace ringshard::actors

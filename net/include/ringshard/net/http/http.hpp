@@ -4,4 +4,5 @@
 #include "ringshard/net/http/message.hpp"
 #include "ringshard/net/http/responder.hpp"
 #include "ringshard/net/http/router.hpp"
+#include "ringshard/net/http/server.hpp"
 #include "ringshard/net/http/session.hpp"
