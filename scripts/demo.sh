@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The ringshard demo: builds a Release tree in build-release/, starts the echo
-# server on a free port, drives it with a short bounded load (every echoed byte
-# checked), prints requests per second, and stops the server with SIGINT,
-# which must end it with exit status 0.
-#   RINGSHARD_DEMO_CONNECTIONS (default 50), RINGSHARD_DEMO_DURATION (seconds, default 5)
+# The ringshard demo: builds a Release tree in build-release/, starts the
+# sharded HTTP server (one shard per CPU) on a free port, drives GET /plaintext
+# with wrk for a bounded time, prints requests per second in all and per shard
+# (per core, from the server's /stats counters), and stops the server with
+# SIGINT, which must end it with exit status 0.
+#   RINGSHARD_DEMO_CONNECTIONS (default 64), RINGSHARD_DEMO_DURATION (seconds, default 5),
+#   RINGSHARD_DEMO_SHARDS (default: one per CPU)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,9 +14,10 @@ cd "$root"
 build_dir=build-release
 # The server under demonstration and the load put on it: another server or
 # load generator is a change to these lines and the two functions below them.
-server=ringshard-echo-plain
+server=ringshard-http
 server_args=(--port 0)
-connections=${RINGSHARD_DEMO_CONNECTIONS:-50}
+[ -n "${RINGSHARD_DEMO_SHARDS:-}" ] && server_args+=(--shards "$RINGSHARD_DEMO_SHARDS")
+connections=${RINGSHARD_DEMO_CONNECTIONS:-64}
 duration=${RINGSHARD_DEMO_DURATION:-5}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringshard-demo-XXXXXX")
@@ -53,11 +56,26 @@ start_server() {
   echo "demo: $server (pid $server_pid) $line"
 }
 
-# Runs the load and sets `rate` (requests per second).
+# Runs the load and sets `rate` (requests per second); prints the per-shard rates.
 run_load() {
-  python3 perf/load/echo_client.py --port "$port" --connections "$connections" --duration "$duration" \
-    | tee "$work/load.out"
-  rate=$(sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$work/load.out")
+  local url="http://127.0.0.1:$port"
+  curl -fsS "$url/stats" >"$work/stats.before"
+  wrk -t1 -c"$connections" -d"${duration}s" --latency "$url/plaintext" | tee "$work/load.out"
+  curl -fsS "$url/stats" >"$work/stats.after"
+  if grep -qE 'Non-2xx|Socket errors' "$work/load.out"; then
+    echo "demo: wrk reported errors" >&2
+    exit 1
+  fi
+  rate=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$work/load.out")
+  python3 - "$work/stats.before" "$work/stats.after" "$duration" <<'PY'
+import json, sys
+before = {s["shard"]: s["requests"] for s in json.load(open(sys.argv[1]))["shards"]}
+after = {s["shard"]: s["requests"] for s in json.load(open(sys.argv[2]))["shards"]}
+seconds = float(sys.argv[3])
+print("demo: per-core throughput (requests/s served by each shard, one shard per core):")
+for shard in sorted(after):
+    print(f"demo:   shard {shard}: {(after[shard] - before.get(shard, 0)) / seconds:12.0f}")
+PY
 }
 
 # SIGINT must stop the server within 5 s with exit status 0.
@@ -88,4 +106,4 @@ build
 start_server
 run_load
 stop_server
-echo "demo: $rate requests/s ($connections connections, 128-byte messages in lockstep, ${duration} s, $server)"
+echo "demo: $rate requests/s in all ($connections keep-alive connections, GET /plaintext, ${duration} s, $server, wrk -t1 on the same machine)"
