@@ -185,7 +185,7 @@ class Socket final : Timer {
 
   // ---- reception ----
   void arm_recv() {
-    if (recv_armed_ || paused_ || state_ != State::open) return;
+    if (recv_armed_ || paused_ || peer_shut_ || state_ != State::open) return;
     recv_armed_ = true;
     ++ops_;
     reactor_->submit(recv_, [this](io_uring_sqe* sqe) {
@@ -217,7 +217,7 @@ class Socket final : Timer {
       deliver(std::span<const std::byte>(net_->buffer(bid), static_cast<std::size_t>(cqe.res)));
       net_->give_back(bid);
     } else if (cqe.res == 0) {
-      if (state_ == State::open) close(CloseReason::peer_closed);
+      peer_shutdown();
     } else if (cqe.res == -ENOBUFS) {
       // The shard's buffers are all in use: one plain recv into our own
       // buffer keeps this connection moving; multishot resumes after it.
@@ -232,6 +232,17 @@ class Socket final : Timer {
     if (!more) {
       if (state_ == State::open) arm_recv();
       maybe_finish();
+    }
+  }
+
+  // End of stream: nothing more to read, but the owner may still answer.
+  void peer_shutdown() {
+    if (state_ != State::open || peer_shut_) return;
+    peer_shut_ = true;
+    if (owner_ != nullptr) {
+      owner_->on_peer_shutdown();
+    } else {
+      close(CloseReason::peer_closed);
     }
   }
 
@@ -251,7 +262,7 @@ class Socket final : Timer {
     if (cqe.res > 0) {
       deliver(std::span<const std::byte>(fallback_buf_.get(), static_cast<std::size_t>(cqe.res)));
     } else if (cqe.res == 0) {
-      if (state_ == State::open) close(CloseReason::peer_closed);
+      peer_shutdown();
     } else if (cqe.res != -ECANCELED) {
       if (state_ == State::open) abort(cqe.res == -ECONNRESET ? CloseReason::peer_reset : CloseReason::error, -cqe.res);
     }
@@ -315,6 +326,7 @@ class Socket final : Timer {
     if (paused_ && pending_ <= options_.low_watermark) {
       paused_ = false;
       arm_recv();
+      if (owner_ != nullptr && state_ == State::open) owner_->on_drain();
     }
     maybe_finish();
   }
@@ -359,6 +371,7 @@ class Socket final : Timer {
 
   void on_closed(const io_uring_cqe&) {
     --ops_;
+    if (peer_shut_ && reason_ == CloseReason::closed) reason_ = CloseReason::peer_closed;
     fd_ = -1;
     state_ = State::closed;
     net_->connections.fetch_sub(1, std::memory_order_relaxed);
@@ -424,6 +437,7 @@ class Socket final : Timer {
   bool send_in_flight_ = false;
   bool aborting_ = false;
   bool close_submitted_ = false;
+  bool peer_shut_ = false;
   std::size_t pending_ = 0;
   std::size_t in_flight_chunks_ = 0;
   std::deque<Chunk> queue_;

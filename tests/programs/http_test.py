@@ -54,7 +54,7 @@ SHARDS = "2"
 # 12: the session answers every pipelined request it has received whatever
 #     the send queue holds, so a client that pipelines GET /bytes and does not
 #     read makes the server queue all of the responses.
-DEFAULT_CHECKS = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+DEFAULT_CHECKS = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
 ROUND_ROBIN = True  # no --policy, or --policy round-robin
 
 

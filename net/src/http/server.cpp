@@ -62,6 +62,8 @@ void HttpConnection::flush() {
 
 void HttpConnection::on_close(CloseReason) { session_.end_of_input(); }
 
+void HttpConnection::on_peer_shutdown() { session_.end_of_input(); }
+
 ListenerHandle serve(Runtime& rt, const ListenOptions& listen, std::shared_ptr<const Router> router,
                      ServerOptions options) {
   return net::listen<HttpConnection>(rt, listen, std::move(router), options);

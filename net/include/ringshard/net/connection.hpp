@@ -65,6 +65,14 @@ class ConnectionCore {
   virtual void on_open() {}
   /// Called for every chunk received; the bytes are valid until it returns.
   virtual void on_data(std::span<const std::byte> bytes) = 0;
+  /// The peer shut down its sending side (a half-close, or the read side of a
+  /// full close): nothing more will arrive, but sending still works. The
+  /// default closes once everything queued is sent; override it to finish
+  /// answering first, then close(). on_close then reports peer_closed.
+  virtual void on_peer_shutdown() { close(); }
+  /// Unsent bytes dropped from above the high watermark to the low one
+  /// (reception resumes at the same time).
+  virtual void on_drain() {}
   /// Called once when the connection is over; the actor stops right after.
   virtual void on_close(CloseReason /*reason*/) {}
 

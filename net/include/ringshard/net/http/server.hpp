@@ -37,6 +37,8 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
 
   void on_data(std::span<const std::byte> bytes) override;
   void on_close(CloseReason reason) override;
+  /// A half-close: answer what was asked (deferred answers too), then close.
+  void on_peer_shutdown() override;
 
   struct CheckTimeout {};
   void on_message(const CheckTimeout&);
