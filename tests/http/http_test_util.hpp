@@ -18,13 +18,15 @@ namespace ringshard::test::http {
 
 using namespace ringshard::net::http;
 
-/// Records writes, flushes and the close request.
+/// Records writes, flushes and the close request; congested() reports
+/// `congestion`, which a test sets.
 struct FakeOutput final : Output {
   std::string bytes;                  // everything written
   std::vector<std::string> writes;    // one entry per write()
   std::vector<std::size_t> flushes;   // bytes.size() at each flush()
   int closes = 0;
   bool wrote_after_close = false;
+  bool congestion = false;
 
   void write(std::string_view b) override {
     if (closes) wrote_after_close = true;
@@ -33,6 +35,7 @@ struct FakeOutput final : Output {
   }
   void flush() override { flushes.push_back(bytes.size()); }
   void close_after_flush() override { ++closes; }
+  [[nodiscard]] bool congested() const override { return congestion; }
   /// Everything written has been flushed.
   [[nodiscard]] bool all_flushed() const { return !flushes.empty() && flushes.back() == bytes.size(); }
 };

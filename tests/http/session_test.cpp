@@ -53,6 +53,12 @@ struct DeferredFixture {
     router.get("/now/*", [](Request& req) { return Response::text(200, std::string(req.path)); });
     router.get("/sync", [](Request&, Responder r) { r(Response::text(200, "sync")); });
     router.get("/drop", [](Request&, Responder) {});
+    // Answered at once, and its response congests the output (as a response
+    // over the connection's high watermark would).
+    router.get("/congest/*", [this](Request& req) {
+      out.congestion = true;
+      return Response::text(200, std::string(req.path));
+    });
     session = std::make_unique<Session>(router, Limits{}, out);
   }
 };
@@ -562,6 +568,143 @@ TEST_CASE("http session: the end of input closes after the responses still owed"
   CHECK(rs[0].body == "last");
   CHECK(f.out.closes == 1);
   CHECK(f.out.all_flushed());
+}
+
+namespace {
+std::vector<std::string> bodies(std::string_view bytes) {
+  std::vector<std::string> out;
+  for (const auto& r : parse_responses(bytes)) out.push_back(r.body);
+  return out;
+}
+using Bodies = std::vector<std::string>;
+}  // namespace
+
+TEST_CASE("http session: nothing is dispatched while the output is congested; resume() answers in order") {
+  DeferredFixture f;
+  f.out.congestion = true;
+  f.session->feed(gets(1, "/now/1") + gets(1, "/now/2"));
+  CHECK(f.out.bytes.empty());
+  CHECK(f.out.flushes.empty());
+  CHECK(f.session->paused());
+  CHECK(f.session->requests() == 0);
+  CHECK_FALSE(f.session->mid_request());  // the session holds the input back, not the client
+  // Input while paused is kept, not parsed: also a request split anywhere.
+  const std::string third = gets(1, "/now/3");
+  f.session->feed(third.substr(0, 7));
+  f.session->feed(third.substr(7) + gets(1, "/now/4"));
+  CHECK(f.out.bytes.empty());
+  CHECK_FALSE(f.session->mid_request());
+  // Still congested: resume() does nothing.
+  f.session->resume();
+  CHECK(f.out.bytes.empty());
+  CHECK(f.out.flushes.empty());
+  CHECK(f.session->paused());
+
+  f.out.congestion = false;
+  f.session->resume();
+  CHECK(bodies(f.out.bytes) == Bodies{"/now/1", "/now/2", "/now/3", "/now/4"});
+  CHECK(f.out.flushes.size() == 1);
+  CHECK(f.out.all_flushed());
+  CHECK_FALSE(f.session->paused());
+  CHECK(f.session->requests() == 4);
+  // Not paused: resume() is a no-op, and input flows as before.
+  f.session->resume();
+  CHECK(f.out.flushes.size() == 1);
+  f.session->feed(gets(1, "/now/5"));
+  CHECK(bodies(f.out.bytes).back() == "/now/5");
+  CHECK(f.out.flushes.size() == 2);
+}
+
+TEST_CASE("http session: a response that congests the output still goes out whole; later requests wait") {
+  DeferredFixture f;
+  f.session->feed(gets(1, "/congest/1") + gets(1, "/now/2") + gets(1, "/congest/3") + gets(1, "/now/4") +
+                  "GET /now/5 HTTP/1.1\r\nHo");
+  CHECK(bodies(f.out.bytes) == Bodies{"/congest/1"});
+  CHECK(f.out.flushes.size() == 1);
+  CHECK(f.out.all_flushed());
+  CHECK(f.session->paused());
+  CHECK(f.session->requests() == 1);
+
+  // Each resume runs until a response congests the output again.
+  f.out.congestion = false;
+  f.session->resume();
+  CHECK(bodies(f.out.bytes) == Bodies{"/congest/1", "/now/2", "/congest/3"});
+  CHECK(f.out.flushes.size() == 2);
+  CHECK(f.session->paused());
+  CHECK_FALSE(f.session->mid_request());
+
+  f.out.congestion = false;
+  f.session->resume();
+  CHECK(bodies(f.out.bytes) == Bodies{"/congest/1", "/now/2", "/congest/3", "/now/4"});
+  CHECK(f.out.flushes.size() == 3);
+  CHECK_FALSE(f.session->paused());
+  CHECK(f.session->mid_request());  // the rest of /now/5 is the client's to send
+  f.session->feed("st: x\r\n\r\n");
+  CHECK(bodies(f.out.bytes).back() == "/now/5");
+  CHECK(f.out.all_flushed());
+  CHECK(f.out.closes == 0);
+}
+
+TEST_CASE("http session: deferred answers still go out while paused, in order") {
+  DeferredFixture f;
+  f.session->feed(gets(1, "/later/1") + gets(1, "/congest/2") + gets(1, "/now/3"));
+  REQUIRE(f.held.size() == 1);
+  CHECK(f.out.bytes.empty());  // /congest/2 waits behind /later/1, already dispatched
+  CHECK(f.session->paused());
+  CHECK(f.session->requests() == 2);
+  f.held[0](Response::text(200, "/later/1"));
+  CHECK(bodies(f.out.bytes) == Bodies{"/later/1", "/congest/2"});
+  CHECK(f.out.all_flushed());
+  CHECK(f.session->paused());
+  f.out.congestion = false;
+  f.session->resume();
+  CHECK(bodies(f.out.bytes) == Bodies{"/later/1", "/congest/2", "/now/3"});
+  CHECK(f.out.all_flushed());
+}
+
+TEST_CASE("http session: the end of input while paused answers the requests kept, then closes") {
+  DeferredFixture f;
+  f.session->feed(gets(1, "/congest/1") + gets(1, "/now/2"));
+  f.session->feed(gets(1, "/later/3") + gets(1, "/now/4") + "GET /now/incomplete HTTP/1.1\r\n");
+  f.session->end_of_input();
+  CHECK(bodies(f.out.bytes) == Bodies{"/congest/1"});
+  CHECK(f.out.closes == 0);
+  f.session->feed(gets(1, "/now/ignored"));  // nothing after the end of input
+  f.out.congestion = false;
+  f.session->resume();
+  CHECK(bodies(f.out.bytes) == Bodies{"/congest/1", "/now/2"});
+  CHECK(f.out.closes == 0);  // /later/3 is owed
+  REQUIRE(f.held.size() == 1);
+  f.held[0](Response::text(200, "/later/3"));
+  CHECK(bodies(f.out.bytes) == Bodies{"/congest/1", "/now/2", "/later/3", "/now/4"});
+  CHECK(f.out.closes == 1);
+  CHECK(f.out.all_flushed());
+  CHECK_FALSE(f.out.wrote_after_close);
+}
+
+TEST_CASE("http session: a close or an error in the kept input takes effect on resume") {
+  DeferredFixture f;
+  f.session->feed(gets(1, "/congest/1") + "GET /now/2 HTTP/1.1\r\nConnection: close\r\n\r\n" + gets(1, "/now/3"));
+  CHECK(f.session->paused());
+  f.out.congestion = false;
+  f.session->resume();
+  auto rs = parse_responses(f.out.bytes);
+  REQUIRE(rs.size() == 2);
+  CHECK(rs[1].body == "/now/2");
+  CHECK(rs[1].header("connection") == "close");
+  CHECK(f.out.closes == 1);
+  CHECK_FALSE(f.session->paused());
+
+  DeferredFixture g;
+  g.session->feed(gets(1, "/congest/1") + gets(1, "/now/2") + "BAD\r\n\r\n");
+  g.out.congestion = false;
+  g.session->resume();
+  rs = parse_responses(g.out.bytes);
+  REQUIRE(rs.size() == 3);
+  CHECK(rs[1].body == "/now/2");
+  CHECK(rs[2].status == 400);
+  CHECK(g.out.closes == 1);
+  CHECK(g.out.all_flushed());
 }
 
 TEST_CASE("http session: a handler that throws gets a 500") {

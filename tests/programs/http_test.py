@@ -20,10 +20,10 @@ Checks, each printed as `ok  NAME: measurements` or `FAIL NAME: reason`:
   9. SIGINT: exit status 0 within 5 s, with fds back to baseline before;
  10. a client that shuts down its sending side after pipelined requests still
      gets every response, then the server closes;
- 11. (only with --only 11) the same while a deferred answer (/visits) is owed;
- 12. (only with --only 12) 1,000 pipelined GET /bytes?n=100000 from a client
-     that does not read: the server stops answering (backpressure: fewer than
-     half answered, RSS within 30 MiB), then all responses arrive.
+ 11. the same while a deferred answer (/visits) is owed;
+ 12. 1,000 pipelined GET /bytes?n=100000 from a client that does not read:
+     the server stops answering (backpressure: fewer than half answered, RSS
+     within 30 MiB), then all responses arrive.
 
 usage: http_test.py PATH/TO/ringshard-http [--policy P] [--only N,N,...]
 (--only picks checks by number; 9 needs the servers' fds back to baseline)
@@ -47,14 +47,7 @@ import time
 
 SKIP = 77
 SHARDS = "2"
-# Left out of the default run until the server handles them (`--only 11,12`
-# runs them):
-# 11: a connection closes on the peer's FIN, so an answer still owed then (GET
-#     /visits, deferred, followed by shutdown(SHUT_WR)) is lost;
-# 12: the session answers every pipelined request it has received whatever
-#     the send queue holds, so a client that pipelines GET /bytes and does not
-#     read makes the server queue all of the responses.
-DEFAULT_CHECKS = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+DEFAULT_CHECKS = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 ROUND_ROBIN = True  # no --policy, or --policy round-robin
 
 
@@ -518,8 +511,8 @@ def requests_served(s):
 def pipelined_flood(s):
     """1,000 pipelined GET /bytes?n=100000 (100 MB of responses) from a client
     that does not read: the server answers only until its send queue passes
-    the high watermark, then stops reading, instead of queueing 100 MB; every
-    response arrives once the client reads."""
+    the high watermark, then holds the rest back (and stops reading) instead
+    of queueing 100 MB; every response arrives once the client reads."""
     n, size = 1000, 100_000
     before = requests_served(s)
     baseline = s.rss_kib()

@@ -19,6 +19,18 @@ HttpConnection::HttpConnection(std::shared_ptr<const Router> router, ServerOptio
 void HttpConnection::on_data(std::span<const std::byte> bytes) {
   if (stats_ == nullptr) stats_ = &stats_of(shard());
   session_.feed(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  after_input();
+}
+
+void HttpConnection::on_drain() {
+  if (stats_ == nullptr) stats_ = &stats_of(shard());
+  session_.resume();
+  after_input();
+}
+
+// After the session parsed input (fed, or resumed): count the requests and
+// run the slow-client clock.
+void HttpConnection::after_input() {
   const std::uint64_t done = session_.requests();
   if (done != counted_) {
     stats_->requests.fetch_add(done - counted_, std::memory_order_relaxed);
@@ -62,6 +74,8 @@ void HttpConnection::flush() {
 
 void HttpConnection::on_close(CloseReason) { session_.end_of_input(); }
 
+// While the session is paused for backpressure, the complete requests it
+// holds are answered (on_drain resumes it) before it closes.
 void HttpConnection::on_peer_shutdown() { session_.end_of_input(); }
 
 ListenerHandle serve(Runtime& rt, const ListenOptions& listen, std::shared_ptr<const Router> router,

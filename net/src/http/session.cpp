@@ -10,6 +10,11 @@
 // written straight away; once a response is outstanding (a deferred
 // Responder), later ones wait in a ring of slots, serialised, until the ones
 // before them are written.
+//
+// Backpressure: a complete request is dispatched only while the output is
+// not congested. Otherwise the session pauses with that request held (parsed,
+// not dispatched) and the bytes after it kept in a backlog; later input is
+// appended to the backlog, unparsed, and resume() carries on from there.
 #include "ringshard/net/http/session.hpp"
 
 #include <llhttp.h>
@@ -28,6 +33,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   SessionCore(const Router& router, Limits limits, Output& output);
 
   void feed(std::string_view bytes);
+  void resume();
   void end_of_input();
   void answer(std::uint64_t seq, Response&& response);
   void detach() noexcept {
@@ -37,7 +43,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   }
 
   [[nodiscard]] bool alive() const noexcept { return !closed_ && !close_pending_; }
-  [[nodiscard]] bool mid_request() const noexcept { return in_message_ && !stopped_; }
+  [[nodiscard]] bool mid_request() const noexcept { return in_message_ && !stopped_ && !paused_; }
+  [[nodiscard]] bool paused() const noexcept { return paused_ && !stopped_ && !closed_; }
   [[nodiscard]] std::uint64_t requests() const noexcept { return requests_; }
   [[nodiscard]] std::size_t pending() const noexcept { return ring_count_; }
   [[nodiscard]] bool closing() const noexcept { return stopped_ || closed_; }
@@ -79,6 +86,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   static llhttp_settings_t make_settings() noexcept;
   int append_head(const char* at, std::size_t len, int status) noexcept;
 
+  const char* parse(const char* p, const char* end);
+  void continue_paused();
   void headers_done();
   void message_done();
   void fail(int status);
@@ -127,6 +136,11 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   bool eof_ = false;            // the peer sends nothing more
   bool close_pending_ = false;  // a closing response went out: close at the next flush point
   bool closed_ = false;         // close_after_flush() called, or the session is gone
+
+  // Backpressure state.
+  bool paused_ = false;   // the output was congested at a request boundary: parse nothing until resume()
+  bool held_ = false;     // paused with a complete request not dispatched yet (request_ holds it)
+  std::string backlog_;   // input after the held request, not parsed yet
 };
 
 namespace {
@@ -277,11 +291,63 @@ int SessionCore::on_message_complete(llhttp_t* p) noexcept {
 // ---- input ------------------------------------------------------------------
 
 void SessionCore::feed(std::string_view bytes) {
-  if (stopped_ || closed_) return;
+  if (stopped_ || closed_ || eof_) return;
+  if (paused_) {  // parsed on resume(); bounded, as the connection stops reading while congested
+    backlog_.append(bytes);
+    return;
+  }
   const auto keep = shared_from_this();  // in case the output destroys the Session meanwhile
   in_feed_ = true;
-  const char* p = bytes.data();
-  const char* const end = p + bytes.size();
+  const char* const end = bytes.data() + bytes.size();
+  const char* const rest = parse(bytes.data(), end);
+  if (paused_) backlog_.assign(rest, end);
+  in_feed_ = false;
+  flush_point();
+}
+
+void SessionCore::resume() {
+  if (!paused_ || in_feed_ || closed_) return;
+  const auto keep = shared_from_this();
+  in_feed_ = true;
+  continue_paused();
+  in_feed_ = false;
+  flush_point();
+}
+
+// The held request first (unless the output is still congested), then the
+// backlog; once all of it is parsed, an end of input seen meanwhile takes
+// effect.
+void SessionCore::continue_paused() {
+  paused_ = false;
+  if (held_ && !stopped_) {
+    if (out_ && out_->congested()) {
+      paused_ = true;
+      return;
+    }
+    held_ = false;
+    message_done();
+  }
+  held_ = false;
+  if (!stopped_ && !backlog_.empty()) {
+    const char* const begin = backlog_.data();
+    const char* const rest = parse(begin, begin + backlog_.size());
+    if (paused_) {
+      backlog_.erase(0, static_cast<std::size_t>(rest - begin));
+      return;
+    }
+  }
+  backlog_.clear();
+  trim(backlog_);
+  if (eof_) {
+    stopped_ = true;
+    in_message_ = false;
+  }
+}
+
+// Runs the parser over [p, end) until all of it is consumed, the session
+// stops taking input, or a complete request finds the output congested
+// (paused_, with the request held). Returns where it stopped.
+const char* SessionCore::parse(const char* p, const char* const end) {
   // After the headers-complete pause the parser still has steps that take
   // no input (a request without a body completes there), so it runs once
   // more even when all bytes are consumed.
@@ -293,7 +359,7 @@ void SessionCore::feed(std::string_view bytes) {
         header_raw_ += static_cast<std::size_t>(end - p);
         if (header_raw_ > limits_.max_header_bytes) fail(431);
       }
-      break;
+      return end;
     }
     if (err == HPE_PAUSED) {
       const char* pos = llhttp_get_error_pos(&parser_);
@@ -303,11 +369,17 @@ void SessionCore::feed(std::string_view bytes) {
         headers_done();
         run_once_more = true;
       } else if (why == Pause::message) {
+        if (out_ && out_->congested()) {  // between two requests: the parser holds nothing of the next
+          llhttp_resume(&parser_);
+          paused_ = true;
+          held_ = true;
+          return pos;
+        }
         message_done();
       } else {
         fail(400);  // a pause we did not ask for: cannot happen with these callbacks
       }
-      if (stopped_) break;
+      if (stopped_) return pos;
       llhttp_resume(&parser_);
       p = pos;
       continue;
@@ -315,10 +387,9 @@ void SessionCore::feed(std::string_view bytes) {
     // A parse error, a limit hit in a callback, or an upgrade (which only
     // comes after a request we answered with close, so never here).
     fail(error_status_ != 0 ? error_status_ : 400);
-    break;
+    return end;
   }
-  in_feed_ = false;
-  flush_point();
+  return p;
 }
 
 void SessionCore::headers_done() {
@@ -424,10 +495,11 @@ void SessionCore::fail(int status) {
 
 void SessionCore::end_of_input() {
   if (closed_) return;
+  eof_ = true;
+  if (paused()) return;  // the requests kept are answered first, on resume()
   const auto keep = shared_from_this();
   stopped_ = true;
   in_message_ = false;
-  eof_ = true;
   flush_point();
 }
 
@@ -504,7 +576,7 @@ void SessionCore::emit(std::string_view bytes, bool closes, bool send_continue) 
 
 void SessionCore::flush_point() {
   if (closed_ || !out_) return;
-  if (eof_ && ring_count_ == 0) close_pending_ = true;
+  if (eof_ && ring_count_ == 0 && !paused()) close_pending_ = true;
   if (dirty_) {
     dirty_ = false;
     out_->flush();
@@ -592,8 +664,10 @@ Session::Session(const Router& router, Limits limits, Output& output)
 Session::~Session() { core_->detach(); }
 
 void Session::feed(std::string_view bytes) { core_->feed(bytes); }
+void Session::resume() { core_->resume(); }
 void Session::end_of_input() { core_->end_of_input(); }
 bool Session::mid_request() const noexcept { return core_->mid_request(); }
+bool Session::paused() const noexcept { return core_->paused(); }
 std::uint64_t Session::requests() const noexcept { return core_->requests(); }
 std::size_t Session::pending() const noexcept { return core_->pending(); }
 bool Session::closing() const noexcept { return core_->closing(); }

@@ -39,6 +39,9 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   void on_close(CloseReason reason) override;
   /// A half-close: answer what was asked (deferred answers too), then close.
   void on_peer_shutdown() override;
+  /// The send queue drained to the low watermark: the session carries on
+  /// with the pipelined requests it held back.
+  void on_drain() override;
 
   struct CheckTimeout {};
   void on_message(const CheckTimeout&);
@@ -47,6 +50,12 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   void write(std::string_view bytes) override { out_.append(bytes); }
   void flush() override;
   void close_after_flush() override { close(); }
+  /// Backpressure: no further request is dispatched while the unsent bytes
+  /// (queued, or written but not flushed yet) are above the high watermark.
+  [[nodiscard]] bool congested() const override {
+    return pending_send_bytes() + out_.size() > options().high_watermark;
+  }
+  void after_input();
 
   std::shared_ptr<const Router> router_;
   ServerOptions options_;

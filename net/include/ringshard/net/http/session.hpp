@@ -31,10 +31,16 @@ struct Limits {
 /// something, after a deferred answer that let output move on, and right
 /// after a `100 Continue`. close_after_flush() means: close the connection
 /// once everything written so far is sent; the session writes nothing more.
+///
+/// congested() is backpressure: while it is true the session dispatches no
+/// further request (the response being written still goes out whole, however
+/// large); it keeps the input it has not parsed yet and carries on when the
+/// connection calls Session::resume().
 struct Output {
   virtual void write(std::string_view bytes) = 0;
   virtual void flush() = 0;
   virtual void close_after_flush() = 0;
+  [[nodiscard]] virtual bool congested() const { return false; }
   virtual ~Output() = default;
 };
 
@@ -50,16 +56,29 @@ class Session {
   /// Parses `bytes` (any split: a part of a request, several requests),
   /// dispatches each complete request, writes the responses that are ready
   /// and flushes once. After a close (`Connection: close`, HTTP/1.0 without
-  /// keep-alive, an error) further input is ignored.
+  /// keep-alive, an error) further input is ignored. A complete request that
+  /// finds the output congested is not dispatched: the session pauses, and
+  /// keeps that request and every byte after it (later feeds are only
+  /// appended) until resume().
   void feed(std::string_view bytes);
 
+  /// Carries on after a pause for congestion: dispatches the kept requests
+  /// while the output is not congested (pausing again when it is), writes
+  /// the responses that are ready and flushes once. Does nothing unless
+  /// paused.
+  void resume();
+
   /// The peer will send nothing more (it shut down its side). The responses
-  /// still owed are written, then the connection is closed.
+  /// still owed are written, then the connection is closed. While paused,
+  /// the complete requests kept are answered first, on resume().
   void end_of_input();
 
   /// True while a request has begun but is not complete (the connection's
-  /// cue for a slow-client timeout).
+  /// cue for a slow-client timeout); false while paused, since the session
+  /// is then the one holding the input back.
   [[nodiscard]] bool mid_request() const noexcept;
+  /// True while paused for congestion (see feed()).
+  [[nodiscard]] bool paused() const noexcept;
   /// Complete requests dispatched so far.
   [[nodiscard]] std::uint64_t requests() const noexcept;
   /// Responses owed: dispatched requests whose response is not written yet.
