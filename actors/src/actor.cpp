@@ -6,8 +6,9 @@
 
 namespace ringshard::actors {
 
+const unsigned ActorTable::key_ = Shard::register_extension_key();
+
 namespace {
-const unsigned kTableKey = Shard::register_extension_key();
 
 template <class Node>
 void link_front(Node*& head, Node* n) noexcept {
@@ -27,8 +28,8 @@ void unlink(Node*& head, Node* n) noexcept {
 
 // ---- ActorTable ------------------------------------------------------------------
 
-ActorTable& ActorTable::of(Shard& shard) {
-  return shard.extension<ActorTable>(kTableKey, [&shard] { return std::make_unique<ActorTable>(shard); });
+ActorTable& ActorTable::create(Shard& shard) {
+  return shard.extension<ActorTable>(key_, [&shard] { return std::make_unique<ActorTable>(shard); });
 }
 
 ActorTable::~ActorTable() {

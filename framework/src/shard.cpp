@@ -224,7 +224,7 @@ void Shard::turn() {
   drain_inbox();
   run_local(kLocalBudget);
   flush_outboxes();
-  const bool block = run_queue_.empty() && can_sleep();
+  const bool block = !busy_poll_ && run_queue_.empty() && can_sleep();
   if (block) ++stats_.sleeps;
   reactor_->run_once(block);
   if (block) sleeping_.store(false, std::memory_order_relaxed);
@@ -280,6 +280,7 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
   rt.ready_.notify_all();
 
   stop_timeout_ = stop_timeout;
+  busy_poll_ = rt.options_.busy_poll;
   for (;;) {
     turn();
     if (!stopping_) continue;

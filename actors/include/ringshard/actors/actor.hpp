@@ -156,7 +156,10 @@ class ActorTable final : public ShardExtension {
   ~ActorTable() override;
 
   /// The table of `shard`, created on first use (from any thread).
-  static ActorTable& of(Shard& shard);
+  static ActorTable& of(Shard& shard) {
+    if (ShardExtension* ext = shard.find_extension(key_)) return static_cast<ActorTable&>(*ext);
+    return create(shard);
+  }
 
   /// Reserves an address for an actor to be installed later (any thread).
   RawRef reserve();
@@ -220,6 +223,8 @@ class ActorTable final : public ShardExtension {
     std::uint32_t gen;
   };
   Slot& slot_for(std::uint32_t slot);
+  static ActorTable& create(Shard& shard);
+  static const unsigned key_;  // this extension's key on every shard
 
   Shard* shard_;
   std::vector<std::unique_ptr<Slot[]>> chunks_;
@@ -237,6 +242,7 @@ class ActorTable final : public ShardExtension {
 
 namespace detail {
 inline Runtime& runtime_or_die() {
+  if (Shard* s = Shard::current()) return s->runtime();
   Runtime* rt = Runtime::current();
   if (rt == nullptr) std::abort();  // no Runtime started: a programming error
   return *rt;

@@ -40,7 +40,7 @@ class InlineFunction<R(Args...), Capacity> {
 
   InlineFunction(InlineFunction&& other) noexcept : ops_(other.ops_) {
     if (ops_) {
-      ops_->relocate(other.storage_, storage_);
+      relocate_from(other);
       other.ops_ = nullptr;
     }
   }
@@ -49,7 +49,7 @@ class InlineFunction<R(Args...), Capacity> {
       reset();
       ops_ = other.ops_;
       if (ops_) {
-        ops_->relocate(other.storage_, storage_);
+        relocate_from(other);
         other.ops_ = nullptr;
       }
     }
@@ -61,7 +61,7 @@ class InlineFunction<R(Args...), Capacity> {
 
   void reset() noexcept {
     if (ops_) {
-      ops_->destroy(storage_);
+      if (ops_->destroy) ops_->destroy(storage_);
       ops_ = nullptr;
     }
   }
@@ -76,6 +76,9 @@ class InlineFunction<R(Args...), Capacity> {
   }
 
  private:
+  // A null relocate means "copy the storage bytes" and a null destroy "nothing
+  // to do": most tasks (a message and an address) are trivially copyable, and
+  // their moves and destruction then cost no indirect call.
   struct Ops {
     R (*invoke)(void*, Args&&...);
     void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
@@ -84,20 +87,27 @@ class InlineFunction<R(Args...), Capacity> {
   template <class Fn>
   static constexpr Ops inline_ops{
       [](void* s, Args&&... args) -> R { return (*static_cast<Fn*>(s))(std::forward<Args>(args)...); },
-      [](void* from, void* to) noexcept {
-        if constexpr (std::is_trivially_copyable_v<Fn>) {
-          std::memcpy(to, from, sizeof(Fn));
-        } else {
-          ::new (to) Fn(std::move(*static_cast<Fn*>(from)));
-          static_cast<Fn*>(from)->~Fn();
-        }
-      },
-      [](void* s) noexcept { static_cast<Fn*>(s)->~Fn(); }};
+      std::is_trivially_copyable_v<Fn> ? nullptr
+                                       : +[](void* from, void* to) noexcept {
+                                           ::new (to) Fn(std::move(*static_cast<Fn*>(from)));
+                                           static_cast<Fn*>(from)->~Fn();
+                                         },
+      std::is_trivially_destructible_v<Fn> ? nullptr : +[](void* s) noexcept { static_cast<Fn*>(s)->~Fn(); }};
   template <class Fn>
   static constexpr Ops boxed_ops{
       [](void* s, Args&&... args) -> R { return (**static_cast<Fn**>(s))(std::forward<Args>(args)...); },
-      [](void* from, void* to) noexcept { std::memcpy(to, from, sizeof(Fn*)); },
+      nullptr,  // the storage holds just the pointer
       [](void* s) noexcept { delete *static_cast<Fn**>(s); }};
+
+  void relocate_from(InlineFunction& other) noexcept {
+    if (ops_->relocate) {
+      ops_->relocate(other.storage_, storage_);
+    } else {
+      // The whole slot, a fixed size the compiler copies inline; bytes past
+      // the callable are copied but never read.
+      std::memcpy(storage_, other.storage_, Capacity);
+    }
+  }
 
   const Ops* ops_ = nullptr;
   alignas(std::max_align_t) unsigned char storage_[Capacity];

@@ -47,12 +47,11 @@ class TaskQueue {
     ++head_;
     return t;
   }
-  /// Runs the oldest task in place, then removes it (saves a move).
+  /// Removes the oldest task, then runs it. It is taken out of its slot first:
+  /// the task may push enough to make the queue grow, which moves every slot.
   void run_front() {
-    Task* slot = &slots_[head_ & mask_];
-    (*slot)();
-    slot->~Task();
-    ++head_;
+    Task t = pop_front();
+    t();
   }
 
  private:
