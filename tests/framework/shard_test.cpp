@@ -171,6 +171,34 @@ TEST_CASE("the eventfd wake-up fallback loses no wake-up either") {
   CHECK(rt.shard(0).stats().sleeps + rt.shard(1).stats().sleeps > 0);
 }
 
+TEST_CASE("busy-polling shards never sleep and still complete cross-shard work and I/O") {
+  RuntimeOptions o = opts(2);
+  o.busy_poll = true;
+  Runtime rt(o);
+  rt.start();
+  std::atomic<int> hops{0};
+  struct Hop {
+    Runtime* rt;
+    std::atomic<int>* hops;
+    int left;
+    void operator()() {
+      hops->fetch_add(1);
+      if (left > 0) rt->post(Shard::current()->id() ^ 1u, Hop{rt, hops, left - 1});
+    }
+  };
+  rt.post(0, Hop{&rt, &hops, 10000});
+  REQUIRE(eventually([&] { return hops.load() == 10001; }));
+  struct Nop final : Completion {
+    std::atomic<int> res{1};
+    void complete(const io_uring_cqe& cqe) override { res.store(cqe.res); }
+  } nop;
+  rt.post(1, [&] { Shard::current()->reactor().submit(nop, [](io_uring_sqe* sqe) { uring::prep_nop_result(sqe, 7); }); });
+  REQUIRE(eventually([&] { return nop.res.load() == 7; }));
+  rt.stop();
+  rt.wait();
+  CHECK(rt.shard(0).stats().sleeps + rt.shard(1).stats().sleeps == 0);
+}
+
 TEST_CASE("threads that are not shards can post and wake a sleeping shard") {
   Runtime rt(opts(2));
   rt.start();
