@@ -8,7 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <functional>
+#include <thread>
+#include <vector>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -143,6 +148,59 @@ inline io_uring_cqe reap(uring::Ring& ring) {
   io_uring_cqe copy = *cqe;
   ring.cqe_seen(cqe);
   return copy;
+}
+
+
+// ---- one-CQE helpers for the uring suites -----------------------------------
+using uring::Ring;
+using namespace std::chrono_literals;
+
+/// The next SQE, with its user data set (fails the test when the SQ is full).
+inline io_uring_sqe* next_sqe(Ring& ring, std::uint64_t user_data) {
+  io_uring_sqe* sqe = ring.get_sqe();
+  REQUIRE(sqe != nullptr);
+  uring::sqe_set_data64(sqe, user_data);
+  return sqe;
+}
+
+/// Submits what is pending and waits (bounded) for one CQE; copies and consumes it.
+inline io_uring_cqe reap_within(Ring& ring, std::chrono::milliseconds limit = 3000ms) {
+  io_uring_cqe* cqe = nullptr;
+  const int ret = ring.wait_cqe_timeout(&cqe, limit);
+  REQUIRE(ret == 0);
+  const io_uring_cqe copy = *cqe;
+  ring.cqe_seen(cqe);
+  return copy;
+}
+
+inline std::vector<io_uring_cqe> reap_n(Ring& ring, unsigned n) {
+  std::vector<io_uring_cqe> out;
+  for (unsigned i = 0; i < n; ++i) out.push_back(reap_within(ring));
+  return out;
+}
+
+/// The CQE with `user_data` among `cqes` (fails the test when there is none).
+inline const io_uring_cqe& by_data(const std::vector<io_uring_cqe>& cqes, std::uint64_t user_data) {
+  const auto it = std::find_if(cqes.begin(), cqes.end(),
+                               [&](const io_uring_cqe& c) { return c.user_data == user_data; });
+  REQUIRE(it != cqes.end());
+  return *it;
+}
+
+/// True when no CQE arrives within `quiet`.
+inline bool no_cqe_within(Ring& ring, std::chrono::milliseconds quiet) {
+  io_uring_cqe* cqe = nullptr;
+  return ring.wait_cqe_timeout(&cqe, quiet) == -ETIME;
+}
+
+/// Waits (bounded) for a condition that other threads make true.
+inline bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 /// True when built with AddressSanitizer or ThreadSanitizer (slower: tests scale down).

@@ -14,17 +14,9 @@
 using namespace ringshard;
 using namespace ringshard::actors;
 using namespace std::chrono_literals;
+using ringshard::test::eventually;
 
 namespace {
-
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 60s) {
-  const auto end = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 RuntimeOptions opts(unsigned shards) {
   RuntimeOptions o;

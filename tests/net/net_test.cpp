@@ -28,13 +28,8 @@ using test::Fd;
 
 namespace {
 
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 30s) {
-  const auto end = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  return test::eventually(done, limit);
 }
 
 RuntimeOptions opts(unsigned shards) {

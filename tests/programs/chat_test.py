@@ -18,7 +18,40 @@ def main():
         assert line.startswith("listening on "), line
         port = int(line.rsplit(":", 1)[1])
         clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
-        time.sleep(0.2)  # every Join has reached its room
+        # Joins travel to the rooms as messages: keep saying "ready" until every
+        # client has heard every other one, so all are registered everywhere.
+        heard = [set() for _ in clients]
+        buffers = [b"" for _ in clients]
+        deadline = time.monotonic() + 10
+        while any(len(h) < 3 for h in heard):
+            if time.monotonic() > deadline:
+                print("FAIL: clients did not all hear each other's ready lines", file=sys.stderr)
+                return 1
+            for i, c in enumerate(clients):
+                c.sendall(b"ready %d\n" % i)
+            time.sleep(0.05)
+            for i, c in enumerate(clients):
+                c.settimeout(0.01)
+                try:
+                    while True:
+                        chunk = c.recv(65536)
+                        if not chunk:
+                            break
+                        buffers[i] += chunk
+                except socket.timeout:
+                    pass
+                for line in buffers[i].split(b"\n"):
+                    if line.startswith(b"ready "):
+                        heard[i].add(int(line.split()[1]))
+        # Drain the ready lines still in flight.
+        for c in clients:
+            c.settimeout(0.3)
+            try:
+                while c.recv(65536):
+                    pass
+            except socket.timeout:
+                pass
+            c.settimeout(5)
         lines_per_client = 25
         for i, c in enumerate(clients):
             c.sendall(b"".join(b"client %d line %d\n" % (i, k) for k in range(lines_per_client)))

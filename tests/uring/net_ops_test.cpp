@@ -23,45 +23,15 @@ using namespace ringshard;
 using namespace ringshard::uring;
 using namespace std::chrono_literals;
 using ringshard::test::Fd;
+using ringshard::test::next_sqe;
+using ringshard::test::reap_within;
+using ringshard::test::reap_n;
+using ringshard::test::by_data;
+using ringshard::test::no_cqe_within;
 
 namespace {
 
-io_uring_sqe* next_sqe(Ring& ring, std::uint64_t user_data) {
-  io_uring_sqe* sqe = ring.get_sqe();
-  REQUIRE(sqe != nullptr);
-  sqe_set_data64(sqe, user_data);
-  return sqe;
-}
-
-/// Submits what is pending and waits (bounded) for one CQE; copies and consumes it.
-io_uring_cqe reap_within(Ring& ring, std::chrono::milliseconds limit = 3000ms) {
-  io_uring_cqe* cqe = nullptr;
-  const int ret = ring.wait_cqe_timeout(&cqe, limit);
-  REQUIRE(ret == 0);
-  const io_uring_cqe copy = *cqe;
-  ring.cqe_seen(cqe);
-  return copy;
-}
-
-std::vector<io_uring_cqe> reap_n(Ring& ring, unsigned n) {
-  std::vector<io_uring_cqe> out;
-  for (unsigned i = 0; i < n; ++i) out.push_back(reap_within(ring));
-  return out;
-}
-
-const io_uring_cqe& by_data(const std::vector<io_uring_cqe>& cqes, std::uint64_t user_data) {
-  const auto it = std::find_if(cqes.begin(), cqes.end(),
-                               [&](const io_uring_cqe& c) { return c.user_data == user_data; });
-  REQUIRE(it != cqes.end());
-  return *it;
-}
-
 /// True when no CQE shows up within `quiet` (submits what is pending first).
-bool no_cqe_within(Ring& ring, std::chrono::milliseconds quiet) {
-  io_uring_cqe* cqe = nullptr;
-  return ring.wait_cqe_timeout(&cqe, quiet) == -ETIME;
-}
-
 sockaddr_in loopback(std::uint16_t port_host_order = 0) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
