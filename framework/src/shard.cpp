@@ -24,7 +24,6 @@
 
 namespace ringshard {
 
-thread_local Shard* Shard::tl_current_ = nullptr;
 
 namespace {
 
