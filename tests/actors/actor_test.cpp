@@ -168,6 +168,8 @@ TEST_CASE("a message to a stopped actor is a dead letter, even when its slot is 
   REQUIRE(eventually([&] { return total.load() == 1; }));
   stop(first);
   REQUIRE(eventually([&] { return stopped.load() == 1; }));
+  // on_stop runs before the slot is freed: wait until the table let it go.
+  REQUIRE(eventually([&] { return ActorTable::of(rt.shard(1)).live() == 0; }));
   auto second = spawn<Counter>(rt, 1, &total, &started, &stopped);
   CHECK(second.raw().slot == first.raw().slot);  // the slot is reused ...
   CHECK(second.raw().gen != first.raw().gen);    // ... under a new generation
