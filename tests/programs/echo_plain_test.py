@@ -102,7 +102,9 @@ class Server:
 
     def wait_for_baseline_fds(self, timeout=5.0):
         deadline = time.monotonic() + timeout
-        while self.fd_count() != self.baseline_fds:
+        # More descriptors than at start is a leak; fewer is not (the start
+        # count can include ones the runtime was still settling).
+        while self.fd_count() > self.baseline_fds:
             if time.monotonic() > deadline:
                 raise Failure(f"server has {self.fd_count()} open fds, {self.baseline_fds} at start: "
                               f"{self.fd_kinds()}")
@@ -285,6 +287,11 @@ def scarce_buffers(binary, rng):
 
 
 def fd_exhaustion(binary, rng):
+    with open(binary, "rb") as f:
+        if b"__asan_init" in f.read():
+            # The sanitizers probe memory through a pipe: with no descriptor
+            # left they report false errors, so this runs in plain builds only.
+            return "not run under AddressSanitizer (it needs free descriptors itself)"
     server = Server(binary, nofile=32)
     held = []
     try:
