@@ -142,10 +142,10 @@ struct Burst : Actor<Burst> {
 
 TEST_CASE("1,000,000 actor messages from every shard to every other shard: none lost") {
   const unsigned kShards = 3;
-  Runtime rt(opts(kShards));
-  rt.start();
   const long kPerPair = test::under_sanitizer() ? 100000 : 1000000;
   std::atomic<long> got{0};
+  Runtime rt(opts(kShards));
+  rt.start();
   std::vector<ActorRef<Tally>> tallies;
   for (unsigned s = 0; s < kShards; ++s) tallies.push_back(spawn<Tally>(rt, s, &got));
   for (unsigned s = 0; s < kShards; ++s) spawn<Burst>(rt, s, tallies, kPerPair);
