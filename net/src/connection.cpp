@@ -51,7 +51,7 @@ void NetShard::ensure_buffers() {
   if (ring_) return;
   count_ = g_buffer_count.load();
   size_ = g_buffer_size.load();
-  memory_ = std::make_unique<std::byte[]>(std::size_t{count_} * size_);
+  memory_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{count_} * size_);
   ring_ = std::make_unique<uring::BufferRing>(shard_->reactor().ring(), count_, kBufferGroup);
   for (unsigned i = 0; i < count_; ++i) ring_->add(buffer(static_cast<std::uint16_t>(i)), size_, static_cast<std::uint16_t>(i), static_cast<int>(i));
   ring_->advance(static_cast<int>(count_));
@@ -62,9 +62,89 @@ void NetShard::give_back(std::uint16_t bid) noexcept {
   ring_->advance(1);
 }
 
+std::string NetShard::take_chunk() noexcept {
+  if (spare_chunks_.empty()) return {};
+  std::string chunk = std::move(spare_chunks_.back());
+  spare_chunks_.pop_back();
+  spare_chunk_bytes_ -= chunk.capacity();
+  return chunk;
+}
+
+void NetShard::recycle_chunk(std::string&& chunk) noexcept {
+  const std::size_t capacity = chunk.capacity();
+  // Only heap-backed strings of a reasonable size are worth keeping, and only
+  // up to a bounded total: a burst of huge sends does not pin its memory.
+  if (capacity <= std::string().capacity() || capacity > kMaxSpareChunkCapacity ||
+      spare_chunk_bytes_ + capacity > kMaxSpareChunkBytes) {
+    return;
+  }
+  try {
+    spare_chunks_.push_back(std::move(chunk));
+  } catch (...) {
+    return;
+  }
+  spare_chunks_.back().clear();
+  spare_chunk_bytes_ += capacity;
+}
+
 // ---- Socket -----------------------------------------------------------------------
 
 namespace detail {
+
+struct Chunk {
+  std::string data;
+  std::size_t offset = 0;
+};
+
+// The send queue: a ring of chunks that allocates nothing until the first
+// send and nothing per chunk afterwards (a deque allocates on construction
+// and whenever its ends cross a block).
+class ChunkQueue {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  Chunk& operator[](std::size_t i) noexcept { return slots_[(head_ + i) & (capacity_ - 1)]; }
+  Chunk& front() noexcept { return (*this)[0]; }
+  Chunk& back() noexcept { return (*this)[size_ - 1]; }
+
+  void push_back(Chunk&& chunk) {
+    if (size_ == capacity_) grow();
+    (*this)[size_] = std::move(chunk);
+    ++size_;
+  }
+  /// Removes the front chunk and hands its string back for reuse.
+  std::string pop_front() noexcept {
+    std::string data = std::move(front().data);
+    head_ = (head_ + 1) & (capacity_ - 1);
+    --size_;
+    return data;
+  }
+  /// Keeps the first n chunks.
+  void truncate(std::size_t n) noexcept {
+    while (size_ > n) {
+      --size_;
+      (*this)[size_] = Chunk{};
+    }
+  }
+  void clear() noexcept {
+    slots_.reset();
+    capacity_ = head_ = size_ = 0;
+  }
+
+ private:
+  void grow() {
+    const std::size_t capacity = capacity_ == 0 ? 4 : capacity_ * 2;
+    auto slots = std::make_unique<Chunk[]>(capacity);
+    for (std::size_t i = 0; i < size_; ++i) slots[i] = std::move((*this)[i]);
+    slots_ = std::move(slots);
+    capacity_ = capacity;
+    head_ = 0;
+  }
+  std::unique_ptr<Chunk[]> slots_;
+  std::size_t capacity_ = 0;
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
 
 // The socket and its in-flight operations. It outlives its connection actor
 // when the actor goes away with operations still in the kernel, and deletes
@@ -112,7 +192,9 @@ class Socket final : Timer {
     if (!queue_.empty() && queue_.size() > in_flight_chunks_ && queue_.back().data.size() < 64 * 1024) {
       queue_.back().data.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     } else {
-      queue_.push_back(Chunk{std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), 0});
+      std::string data = net_->take_chunk();
+      data.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      queue_.push_back(Chunk{std::move(data), 0});
     }
     after_queue_grew();
   }
@@ -132,10 +214,16 @@ class Socket final : Timer {
     state_ = State::closing;
     aborting_ = true;
     stop_reading();
-    if (send_in_flight_) reactor_->cancel(send_);
-    queue_.clear();
+    if (send_in_flight_) {
+      // The kernel reads the chunks of the send in flight until its CQE
+      // arrives: they are freed then (on_send), the rest now.
+      reactor_->cancel(send_);
+      queue_.truncate(in_flight_chunks_);
+    } else {
+      queue_.clear();
+      in_flight_chunks_ = 0;
+    }
     pending_ = 0;
-    in_flight_chunks_ = 0;
     maybe_finish();
   }
 
@@ -146,6 +234,7 @@ class Socket final : Timer {
     maybe_delete();
   }
 
+  [[nodiscard]] std::string take_chunk() noexcept { return net_->take_chunk(); }
   [[nodiscard]] bool is_open() const noexcept { return state_ == State::open; }
   [[nodiscard]] int fd() const noexcept { return fd_; }
   [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
@@ -157,10 +246,6 @@ class Socket final : Timer {
 
  private:
   enum class State { connecting, open, closing, closed };
-  struct Chunk {
-    std::string data;
-    std::size_t offset;
-  };
   // One completion type per operation, each bound to its handler.
   struct RecvOp final : Completion {
     Socket* self = nullptr;
@@ -247,7 +332,7 @@ class Socket final : Timer {
   }
 
   void start_fallback() {
-    if (!fallback_buf_) fallback_buf_ = std::make_unique<std::byte[]>(kFallbackSize);
+    if (!fallback_buf_) fallback_buf_ = std::make_unique_for_overwrite<std::byte[]>(kFallbackSize);
     ++ops_;
     recv_armed_ = true;  // a receive is in flight; no multishot until it ends
     reactor_->submit(fallback_, [this](io_uring_sqe* sqe) {
@@ -282,25 +367,41 @@ class Socket final : Timer {
   void flush() {
     if (send_in_flight_ || queue_.empty() || fd_ < 0) return;
     const std::size_t n = std::min<std::size_t>(queue_.size(), kMaxIov);
-    for (std::size_t i = 0; i < n; ++i) {
-      Chunk& c = queue_[i];
-      iov_[i].iov_base = c.data.data() + c.offset;
-      iov_[i].iov_len = c.data.size() - c.offset;
-    }
     in_flight_chunks_ = n;
-    msg_ = {};
-    msg_.msg_iov = iov_;
-    msg_.msg_iovlen = n;
     send_in_flight_ = true;
     ++ops_;
-    reactor_->submit(send_, [this](io_uring_sqe* sqe) { uring::prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL); });
+    if (n == 1) {  // the common case: a plain send, no message header
+      reactor_->submit(send_, [this](io_uring_sqe* sqe) {
+        Chunk& c = queue_.front();
+        uring::prep_send(sqe, fd_, uring::ConstBuffer(c.data.data() + c.offset, c.data.size() - c.offset), MSG_NOSIGNAL);
+      });
+      return;
+    }
+    // Several chunks go out gathered in one sendmsg. The iovec array and the
+    // header must live until the SQE is submitted; they are allocated on the
+    // first gathered send, so that idle connections do not carry them.
+    if (!gather_) gather_ = std::make_unique<Gather>();
+    for (std::size_t i = 0; i < n; ++i) {
+      Chunk& c = queue_[i];
+      gather_->iov[i].iov_base = c.data.data() + c.offset;
+      gather_->iov[i].iov_len = c.data.size() - c.offset;
+    }
+    gather_->msg = {};
+    gather_->msg.msg_iov = gather_->iov;
+    gather_->msg.msg_iovlen = n;
+    reactor_->submit(send_, [this](io_uring_sqe* sqe) { uring::prep_sendmsg(sqe, fd_, &gather_->msg, MSG_NOSIGNAL); });
   }
 
   void on_send(const io_uring_cqe& cqe) {
     --ops_;
     send_in_flight_ = false;
-    if (cqe.res < 0) {
+    if (aborting_ || cqe.res < 0) {
+      queue_.clear();
       in_flight_chunks_ = 0;
+      if (cqe.res >= 0) {
+        maybe_finish();
+        return;
+      }
       if (cqe.res != -ECANCELED || !aborting_) {
         abort(cqe.res == -EPIPE || cqe.res == -ECONNRESET ? CloseReason::peer_reset : CloseReason::error, -cqe.res);
       }
@@ -315,7 +416,7 @@ class Socket final : Timer {
       const std::size_t left = c.data.size() - c.offset;
       if (sent >= left) {
         sent -= left;
-        queue_.pop_front();
+        net_->recycle_chunk(queue_.pop_front());
       } else {
         c.offset += sent;
         sent = 0;
@@ -440,9 +541,12 @@ class Socket final : Timer {
   bool peer_shut_ = false;
   std::size_t pending_ = 0;
   std::size_t in_flight_chunks_ = 0;
-  std::deque<Chunk> queue_;
-  iovec iov_[kMaxIov] = {};
-  msghdr msg_{};
+  ChunkQueue queue_;
+  struct Gather {
+    iovec iov[kMaxIov];
+    msghdr msg;
+  };
+  std::unique_ptr<Gather> gather_;
   Clock::time_point last_read_{};
   Clock::time_point last_activity_{};
   Address target_{};
@@ -518,6 +622,8 @@ void ConnectionCore::closed_by_socket(CloseReason reason, int error) {
 void ConnectionCore::send(std::span<const std::byte> bytes) {
   if (socket_ != nullptr) socket_->send_copy(bytes);
 }
+std::string ConnectionCore::send_buffer() noexcept { return socket_ != nullptr ? socket_->take_chunk() : std::string(); }
+
 void ConnectionCore::send(std::string&& bytes) {
   if (socket_ != nullptr) socket_->send(std::move(bytes));
 }

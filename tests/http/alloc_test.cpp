@@ -1,13 +1,20 @@
-// The session's steady state allocates nothing for small requests: the
-// global allocation functions are replaced by counting ones (counting only
-// while a test asks for it, on its own thread).
+// The steady state allocates nothing: neither the HTTP session for small
+// requests nor an echoing connection (send queue, recycled send buffers).
+// The global allocation functions are replaced by counting ones (counting
+// only while a test asks for it, on the thread that asks).
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdlib>
 #include <new>
 #include <string>
 
 #include "http/http_test_util.hpp"
+#include "ringshard/net/listener.hpp"
+#include "support.hpp"
 
 namespace {
 thread_local bool counting = false;
@@ -98,4 +105,60 @@ TEST_CASE("http session: no heap allocation per request in the steady state") {
   CHECK(s.requests() == 110 * 21);
   CHECK(out.closes == 0);
   CHECK(parse_responses(out.bytes).size() == 100 * 21);
+}
+
+namespace {
+struct EchoConnection : ringshard::net::Connection<EchoConnection> {
+  void on_data(std::span<const std::byte> bytes) override { send(bytes); }
+};
+
+// Blocking round trip of `message` over a connected socket.
+bool round_trip(int fd, const std::string& message) {
+  if (::send(fd, message.data(), message.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(message.size())) return false;
+  std::string got;
+  char buf[4096];
+  while (got.size() < message.size()) {
+    const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) return false;
+    got.append(buf, static_cast<std::size_t>(r));
+  }
+  return got == message;
+}
+}  // namespace
+
+TEST_CASE("connection: echoing 2,000 messages allocates nothing on the shard in the steady state") {
+  using namespace ringshard;
+  RuntimeOptions o;
+  o.shards = 1;
+  Runtime rt(o);
+  rt.start();
+  auto listener = net::listen<EchoConnection>(rt, net::ListenOptions{});
+  const auto address = listener.address();
+  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
+  const std::string small(100, 's');
+  const std::string big(3000, 'b');
+  for (int i = 0; i < 50; ++i) REQUIRE(round_trip(client.get(), i % 2 ? small : big));  // warm-up
+
+  std::atomic<int> phase{0};
+  std::atomic<std::size_t> counted{0};
+  rt.post(0, [&] {
+    allocations = 0;
+    counting = true;
+    phase.store(1);
+  });
+  REQUIRE(test::eventually([&] { return phase.load() == 1; }, std::chrono::seconds(10)));
+  bool ok = true;
+  for (int i = 0; i < 2000 && ok; ++i) ok = round_trip(client.get(), i % 2 ? small : big);
+  rt.post(0, [&] {
+    counting = false;
+    counted.store(allocations);
+    phase.store(2);
+  });
+  REQUIRE(test::eventually([&] { return phase.load() == 2; }, std::chrono::seconds(10)));
+  CHECK(ok);
+  CHECK(counted.load() == 0);
+  client.reset();
+  rt.stop();
+  rt.wait();
 }

@@ -69,7 +69,7 @@ void HttpConnection::on_message(const CheckTimeout&) {
 void HttpConnection::flush() {
   if (out_.empty()) return;
   send(std::move(out_));
-  out_ = std::string();
+  out_ = send_buffer();
 }
 
 void HttpConnection::on_close(CloseReason) { session_.end_of_input(); }

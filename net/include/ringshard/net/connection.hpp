@@ -81,6 +81,10 @@ class ConnectionCore {
   void send(std::string_view bytes) { send(std::as_bytes(std::span(bytes.data(), bytes.size()))); }
   /// Queues `bytes`, taking ownership (no copy).
   void send(std::string&& bytes);
+  /// An empty string to build the next send in, with the capacity of a
+  /// recycled send buffer when the shard has one: build, then
+  /// send(std::move(it)), and steady traffic allocates nothing.
+  [[nodiscard]] std::string send_buffer() noexcept;
   /// Sends what is queued, then closes.
   void close();
   /// Closes now, dropping what is queued.
@@ -159,9 +163,17 @@ class NetShard final : public ShardExtension {
   [[nodiscard]] std::byte* buffer(std::uint16_t bid) noexcept { return memory_.get() + std::size_t{bid} * size_; }
   [[nodiscard]] unsigned buffer_size() const noexcept { return size_; }
   void give_back(std::uint16_t bid) noexcept;
+  /// Send-queue strings are recycled through the shard, so that a steady
+  /// stream of sends allocates nothing and idle connections keep no memory.
+  [[nodiscard]] std::string take_chunk() noexcept;
+  void recycle_chunk(std::string&& chunk) noexcept;
 
  private:
+  static constexpr std::size_t kMaxSpareChunkBytes = std::size_t{1} << 20;
+  static constexpr std::size_t kMaxSpareChunkCapacity = std::size_t{64} << 10;
   Shard* shard_;
+  std::vector<std::string> spare_chunks_;
+  std::size_t spare_chunk_bytes_ = 0;
   std::unique_ptr<uring::BufferRing> ring_;
   std::unique_ptr<std::byte[]> memory_;
   unsigned count_ = 0;
