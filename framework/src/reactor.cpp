@@ -91,6 +91,10 @@ void Reactor::dispatch(const io_uring_cqe& cqe) {
 }
 
 unsigned Reactor::run_once(bool block) {
+  if (!ring_fd_registration_tried_) [[unlikely]] {
+    ring_fd_registration_tried_ = true;
+    (void)ring_.register_ring_fd();  // optional: without it, enter uses the plain fd
+  }
   flush_backlog();
   int ret;
   if (block) {

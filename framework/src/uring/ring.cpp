@@ -194,6 +194,9 @@ void Ring::map_rings(const io_uring_params& p) {
 }
 
 void Ring::release() noexcept {
+  // A registered ring fd holds a reference to the ring: drop it (this works
+  // from the registering thread; other threads' slots go when they exit).
+  if (ring_fd_ >= 0 && ring_fd_registered()) (void)unregister_ring_fd();
   if (sq_.sqes) ::munmap(sq_.sqes, sq_.sqes_sz);
   if (cq_.ring_ptr && cq_.ring_ptr != sq_.ring_ptr) ::munmap(cq_.ring_ptr, cq_.ring_sz);
   if (sq_.ring_ptr) ::munmap(sq_.ring_ptr, sq_.ring_sz);

@@ -196,6 +196,10 @@ class Reactor {
   static uring::Ring make_ring(const ReactorOptions& options, std::string_view& mode);
 
   std::string_view mode_;
+  // The ring fd is registered (IORING_REGISTER_RING_FDS, saving a file
+  // lookup per enter) by the thread that runs the loop, on its first turn:
+  // the registration belongs to the registering thread.
+  bool ring_fd_registration_tried_ = false;
   uring::Ring ring_;
   SqeBytes staging_{};
   std::vector<Staged> backlog_;
