@@ -42,6 +42,11 @@ ActorTable::~ActorTable() {
 
 RawRef ActorTable::reserve() {
   FreeSlot f{};
+  if (Shard::current() == shard_ && !local_free_.empty()) {
+    f = local_free_.back();
+    local_free_.pop_back();
+    return RawRef{UINT32_MAX, f.slot, f.gen};
+  }
   if (free_.try_dequeue(f)) return RawRef{UINT32_MAX, f.slot, f.gen};
   return RawRef{UINT32_MAX, next_fresh_.fetch_add(1, std::memory_order_relaxed), 1};
 }
@@ -104,7 +109,11 @@ void ActorTable::finish(ActorBase* a) noexcept {
   Slot& s = slot_for(a->self_.slot);
   s.actor = nullptr;
   const std::uint32_t next_gen = s.gen + 1 == 0 ? 1 : s.gen + 1;
-  free_.enqueue(FreeSlot{a->self_.slot, next_gen});
+  if (local_free_.size() < kLocalFreeSlots) {
+    local_free_.push_back(FreeSlot{a->self_.slot, next_gen});
+  } else {
+    free_.enqueue(FreeSlot{a->self_.slot, next_gen});
+  }
   live_.fetch_sub(1, std::memory_order_relaxed);
   delete a;
 }

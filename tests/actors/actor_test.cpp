@@ -170,7 +170,14 @@ TEST_CASE("a message to a stopped actor is a dead letter, even when its slot is 
   REQUIRE(eventually([&] { return stopped.load() == 1; }));
   // on_stop runs before the slot is freed: wait until the table let it go.
   REQUIRE(eventually([&] { return ActorTable::of(rt.shard(1)).live() == 0; }));
-  auto second = spawn<Counter>(rt, 1, &total, &started, &stopped);
+  // A spawn on the shard itself takes the most recently freed slot.
+  std::atomic<bool> spawned{false};
+  ActorRef<Counter> second;
+  rt.post(1, [&] {
+    second = spawn<Counter>(rt, 1, &total, &started, &stopped);
+    spawned.store(true);
+  });
+  REQUIRE(eventually([&] { return spawned.load(); }));
   CHECK(second.raw().slot == first.raw().slot);  // the slot is reused ...
   CHECK(second.raw().gen != first.raw().gen);    // ... under a new generation
   REQUIRE(eventually([&] { return started.load() == 2; }));

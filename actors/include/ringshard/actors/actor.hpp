@@ -152,7 +152,7 @@ class ActorBase {
 /// Per-shard table of actors (a ShardExtension).
 class ActorTable final : public ShardExtension {
  public:
-  explicit ActorTable(Shard& shard) : shard_(&shard) {}
+  explicit ActorTable(Shard& shard) : shard_(&shard) { local_free_.reserve(kLocalFreeSlots); }
   ~ActorTable() override;
 
   /// The table of `shard`, created on first use (from any thread).
@@ -228,6 +228,11 @@ class ActorTable final : public ShardExtension {
 
   Shard* shard_;
   std::vector<std::unique_ptr<Slot[]>> chunks_;
+  // Freed slots go to a plain vector that only the shard's own spawns use
+  // (no atomics), and past kLocalFreeSlots to the queue that spawns from
+  // other threads draw from.
+  static constexpr std::size_t kLocalFreeSlots = 1024;
+  std::vector<FreeSlot> local_free_;
   moodycamel::ConcurrentQueue<FreeSlot> free_;
   std::atomic<std::uint32_t> next_fresh_{0};
   std::atomic<std::uint64_t> dead_letters_{0};
