@@ -16,9 +16,12 @@ and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
   (e) with RLIMIT_NOFILE exhausted, one pauses accepting instead of spinning
       and accepts again once descriptors are free.
 
-usage: echo_plain_test.py PATH/TO/SERVER [SERVER ARGS...]
-(the server must take --port and --buffers; the extra arguments, such as
---shards 2 --policy reuse-port, are passed to every server started)
+usage: echo_plain_test.py [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
+(the server must take --port, and --buffers for scarce_buffers; the extra
+arguments, such as --shards 2 --policy reuse-port, are passed to every server
+started). --scenarios runs only the named ones of concurrent_pipelined (a),
+slow_reader (b), closes_and_resets (c), scarce_buffers (d) and fd_exhaustion
+(e); the fd and SIGINT checks always run. Default: all.
 Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
 """
 import collections
@@ -318,12 +321,44 @@ def fd_exhaustion(binary, rng):
         server.kill()
 
 
+SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, closes_and_resets)
+OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion)
+
+
+def parse_scenarios(args):
+    """Takes a leading --scenarios LIST (or --scenarios=LIST) off `args`;
+    returns the set of scenario names to run (all when not given)."""
+    known = {f.__name__ for f in SHARED_SERVER_SCENARIOS + OWN_SERVER_SCENARIOS}
+    if not args or not args[0].startswith("--scenarios"):
+        return known
+    option = args.pop(0)
+    if option == "--scenarios":
+        if not args:
+            raise ValueError("--scenarios needs a comma-separated list")
+        value = args.pop(0)
+    elif option.startswith("--scenarios="):
+        value = option[len("--scenarios="):]
+    else:
+        raise ValueError(f"unknown option {option}")
+    chosen = {name for name in value.split(",") if name}
+    unknown = chosen - known
+    if unknown:
+        raise ValueError(f"unknown scenarios {sorted(unknown)}; known: {sorted(known)}")
+    return chosen
+
+
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    try:
+        chosen = parse_scenarios(args)
+    except ValueError as e:
+        print(f"{e}\n{__doc__}", file=sys.stderr)
+        return 2
+    if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    binary = sys.argv[1]
-    EXTRA_ARGS.extend(sys.argv[2:])
+    binary = args[0]
+    EXTRA_ARGS.extend(args[1:])
     seed = int(os.environ.get("RINGSHARD_TEST_SEED", time.time_ns() % 1_000_000))
     print(f"seed {seed} (set RINGSHARD_TEST_SEED to repeat)")
     rng = random.Random(seed)
@@ -331,7 +366,7 @@ def main():
     server = Server(binary)
     try:
         print(f"server pid {server.proc.pid} on port {server.port}, {server.baseline_fds} fds at start")
-        for scenario in (concurrent_pipelined, slow_reader, closes_and_resets):
+        for scenario in (s for s in SHARED_SERVER_SCENARIOS if s.__name__ in chosen):
             t0 = time.monotonic()
             result = scenario(server, rng)
             print(f"ok  {scenario.__name__}: {result} ({time.monotonic() - t0:.1f} s)")
@@ -339,7 +374,7 @@ def main():
         print(f"ok  fds back to {server.baseline_fds}")
         server.stop()
         print("ok  SIGINT: exit status 0")
-        for scenario in (scarce_buffers, fd_exhaustion):
+        for scenario in (s for s in OWN_SERVER_SCENARIOS if s.__name__ in chosen):
             t0 = time.monotonic()
             result = scenario(binary, rng)
             print(f"ok  {scenario.__name__}: {result} ({time.monotonic() - t0:.1f} s)")
