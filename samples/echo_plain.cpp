@@ -80,6 +80,7 @@ struct Connection {
   bool paused = false;          // above the high mark: not receiving
   bool eof = false;             // the peer sent everything it will send
   bool failed = false;          // an error: drop what is unsent and close
+  bool dirty = false;           // received this turn: settled when the turn's CQEs are done
   // Two byte queues, because the kernel reads a send's memory until the send
   // completes (a send that finds the socket full is parked and retried): the
   // bytes of the send in flight stay put in `sending`, bytes that arrive
@@ -153,6 +154,7 @@ class EchoServer {
         die(std::string("io_uring_enter: ") + std::strerror(-ret));
       }
       ring_.for_each_cqe([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+      settle_received();
       publish_buffers();
     }
     std::fprintf(stderr, "echo-plain: stopped, %llu connections served\n",
@@ -259,7 +261,22 @@ class EchoServer {
       // submit, so the re-armed recv finds them.
       c.failed = true;
     }
-    settle(c);
+    // Settled after the whole batch of CQEs: what several recvs brought in
+    // one turn leaves in one send.
+    if (!c.dirty) {
+      c.dirty = true;
+      received_.push_back(c.slot);
+    }
+  }
+
+  void settle_received() {
+    for (const std::uint32_t slot : received_) {
+      Connection& c = connections_[slot];
+      if (!c.dirty) continue;  // closed (and possibly reused) since
+      c.dirty = false;
+      if (c.fd >= 0) settle(c);
+    }
+    received_.clear();
   }
 
   void on_send(Connection& c, const io_uring_cqe& cqe) {
@@ -408,6 +425,7 @@ class EchoServer {
   bool accept_error_reported_ = false;
   std::deque<Connection> connections_;
   std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint32_t> received_;  // slots with a recv CQE this turn
   unsigned inflight_ = 0;  // operations whose last CQE has not arrived yet
   bool stopping_ = false;
   unsigned long long accepted_ = 0;
