@@ -211,6 +211,7 @@ class Socket final : Timer {
     if (state_ == State::closed) return;
     if (state_ != State::closing) reason_ = reason;
     if (error) error_ = error;
+    if (state_ == State::connecting) reactor_->cancel(connect_);  // may wait on SYN retries for minutes
     state_ = State::closing;
     aborting_ = true;
     stop_reading();
@@ -240,12 +241,16 @@ class Socket final : Timer {
   [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
   [[nodiscard]] bool paused() const noexcept { return paused_; }
   void set_options(const ConnectionOptions& o) {
+    if (!timed()) last_read_ = last_activity_ = Clock::now();  // the clocks were not kept
     options_ = o;
     if (state_ == State::open) arm_timer();
   }
 
  private:
   enum class State { connecting, open, closing, closed };
+  [[nodiscard]] bool timed() const noexcept {
+    return options_.idle_timeout.count() != 0 || options_.read_timeout.count() != 0;
+  }
   // One completion type per operation, each bound to its handler.
   struct RecvOp final : Completion {
     Socket* self = nullptr;
@@ -286,7 +291,7 @@ class Socket final : Timer {
   }
 
   void deliver(std::span<const std::byte> bytes) {
-    last_read_ = last_activity_ = Clock::now();
+    if (timed()) last_read_ = last_activity_ = Clock::now();  // no clock read when nothing times out
     if (owner_ != nullptr && state_ == State::open) owner_->on_data(bytes);
   }
 
@@ -408,7 +413,7 @@ class Socket final : Timer {
       maybe_finish();
       return;
     }
-    last_activity_ = Clock::now();
+    if (timed()) last_activity_ = Clock::now();
     std::size_t sent = static_cast<std::size_t>(cqe.res);
     pending_ -= std::min(pending_, sent);
     while (sent > 0 && !queue_.empty()) {
@@ -435,8 +440,13 @@ class Socket final : Timer {
   // ---- connect ----
   void on_connected(const io_uring_cqe& cqe) {
     --ops_;
-    if (cqe.res < 0 || state_ != State::connecting) {
-      error_ = cqe.res < 0 ? -cqe.res : ECANCELED;
+    if (state_ != State::connecting) {  // aborted (or its actor gone) while connecting
+      maybe_finish();
+      maybe_delete();
+      return;
+    }
+    if (cqe.res < 0) {
+      error_ = -cqe.res;
       reason_ = CloseReason::connect_failed;
       state_ = State::closing;
       aborting_ = true;

@@ -313,6 +313,42 @@ TEST_CASE("client connect from a shard talks to a listener, and a refused connec
   REQUIRE(eventually([&] { return state2.load() == 3; }));
 }
 
+TEST_CASE("a client stopped while its connect is pending is cancelled and freed; so is one left at shutdown") {
+  // A listener whose accept queue is full drops further SYNs: connects to it
+  // stay pending (the kernel retries the SYN for minutes).
+  Fd full = test::listen_loopback(0);
+  const auto port = ntohs(test::local_address(full.get()).sin_port);
+  const auto target = Address::ipv4("127.0.0.1", port);
+  std::vector<Fd> fillers;
+  for (int i = 0; i < 4; ++i) {
+    Fd f(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    REQUIRE(f.get() >= 0);
+    (void)::connect(f.get(), target.get(), target.length());  // EINPROGRESS, or queued
+    fillers.push_back(std::move(f));
+  }
+  std::this_thread::sleep_for(50ms);
+  const int fds_before = test::open_fd_count();
+  {
+    Runtime rt(opts(1));
+    rt.start();
+    std::atomic<int> state{0}, state2{0};
+    std::string got, got2;
+    auto pending = connect<Client>(rt, 0, target, &state, &got, std::size_t{1});
+    connect<Client>(rt, 0, target, &state2, &got2, std::size_t{1});  // left pending at shutdown
+    std::this_thread::sleep_for(300ms);
+    REQUIRE(state.load() == 0);  // still connecting
+    actors::stop(pending);
+    // The connect is cancelled and the socket closed: one live connection left.
+    REQUIRE(eventually([&] { return NetShard::of(rt.shard(0)).connections.load() == 1; }, 5s));
+    const auto stop_started = Clock::now();
+    rt.stop();
+    rt.wait();
+    CHECK(Clock::now() - stop_started < 3s);  // not held up by the pending connect
+  }
+  // Both sockets are closed (and, under LeakSanitizer, freed).
+  CHECK(test::open_fd_count() <= fds_before);
+}
+
 TEST_CASE("a client that never reads pauses reception and bounds the server's queue; others are served") {
   Runtime rt(opts(1));
   rt.start();
