@@ -100,11 +100,16 @@ std::string Address::to_string() const {
   }
   if (family() == AF_INET6) {
     ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, buf, sizeof buf);
-    return "[" + std::string(buf) + "]:" + std::to_string(port());
+    // Built by appending: g++ 12 -O3 warns falsely (-Wrestrict) on "[" + std::string.
+    std::string out = "[";
+    out.append(buf).append("]:").append(std::to_string(port()));
+    return out;
   }
   if (family() == AF_UNIX) {
     const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
-    return "unix:" + std::string(sun->sun_path);
+    std::string out = "unix:";
+    out.append(sun->sun_path);
+    return out;
   }
   return "unspecified";
 }
