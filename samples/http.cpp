@@ -15,6 +15,7 @@
 // within MS milliseconds of its first byte (default 10000).
 //
 // The first line on stdout is `listening on HOST:PORT`; SIGINT/SIGTERM stop it.
+#include <charconv>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -57,7 +58,13 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
   });
   router->get("/bytes", [](http::Request& req) {
     std::size_t n = 0;
-    if (req.query.rfind("n=", 0) == 0) n = std::stoul(std::string(req.query.substr(2)));
+    if (req.query.rfind("n=", 0) == 0) {
+      const std::string_view digits = req.query.substr(2);
+      const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (error != std::errc() || end != digits.data() + digits.size()) {
+        return http::Response::text(400, "n must be a number of bytes\n");
+      }
+    }
     if (n > (std::size_t{64} << 20)) return http::Response::text(400, "n too large\n");
     return http::Response::text(200, std::string(n, 'x'));
   });

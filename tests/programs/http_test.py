@@ -431,10 +431,13 @@ def curl_content_length(s, rng):
     out = p.stdout.decode()
     [b] = header_blocks(out)
     check(header_value(b, "Content-Length") == "777" and "size=777" in out, f"POST /echo of 777 bytes: {out!r}")
+    for bad in ("/bytes?n=abc", "/bytes?n=12x", "/bytes?n=99999999999999999999999"):
+        p = curl("-s", "-o", "/dev/null", "-w", "%{http_code}", f"{s.url}{bad}")
+        check(p.stdout.decode() == "400", f"GET {bad}: status {p.stdout.decode()}, want 400")
     p = curl("-s", "-I", f"{s.url}/plaintext")  # HEAD: the GET length, no body
     [b] = header_blocks(p.stdout.decode())
     check(b[0].startswith("HTTP/1.1 200") and header_value(b, "Content-Length") == "13", f"HEAD /plaintext: {b}")
-    return f"{len(cases)} GETs, a POST and a HEAD: Content-Length matches the bytes"
+    return f"{len(cases)} GETs, a POST and a HEAD: Content-Length matches the bytes; a bad n is a 400"
 
 
 def curl_json(s):
