@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The ringshard demo: builds a Release tree in build-release/, starts the
-# sharded HTTP server (one shard per CPU) on a free port, drives GET /plaintext
-# with wrk for a bounded time, prints requests per second in all and per shard
-# (per core, from the server's /stats counters), and stops the server with
-# SIGINT, which must end it with exit status 0.
-#   RINGSHARD_DEMO_CONNECTIONS (default 64), RINGSHARD_DEMO_DURATION (seconds, default 5),
-#   RINGSHARD_DEMO_SHARDS (default: one per CPU)
+# The ringshard demo (under 2 minutes):
+#  1. builds a Release tree in build-release/, starts the sharded HTTP server
+#     (one shard per CPU) on a free port, drives GET /plaintext with wrk for a
+#     few seconds, prints requests per second in all and per shard (per core,
+#     from the server's /stats counters), and stops the server with SIGINT,
+#     which must end it with exit status 0;
+#  2. runs the short version of the per-core throughput report
+#     (perf/report.sh --quick): ringshard's echo and HTTP servers side by side
+#     with the C baselines and nginx, interleaved rounds, printed as a table.
+#   RINGSHARD_DEMO_CONNECTIONS (default 64), RINGSHARD_DEMO_DURATION (seconds, default 3),
+#   RINGSHARD_DEMO_SHARDS (default: one per CPU), RINGSHARD_DEMO_REPORT=0 skips step 2
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,7 +22,7 @@ server=ringshard-http
 server_args=(--port 0)
 [ -n "${RINGSHARD_DEMO_SHARDS:-}" ] && server_args+=(--shards "$RINGSHARD_DEMO_SHARDS")
 connections=${RINGSHARD_DEMO_CONNECTIONS:-64}
-duration=${RINGSHARD_DEMO_DURATION:-5}
+duration=${RINGSHARD_DEMO_DURATION:-3}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringshard-demo-XXXXXX")
 server_pid=""
@@ -33,7 +37,8 @@ trap cleanup EXIT
 
 build() {
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRINGSHARD_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$build_dir"
+  cmake --build "$build_dir" --target ringshard-http ringshard-echo-plain ringshard-echo ringshard-load \
+    ringshard-liburing-echo ringshard-epoll-echo
 }
 
 # Starts the server and sets `port` from its first line, "listening on HOST:PORT".
@@ -107,3 +112,9 @@ start_server
 run_load
 stop_server
 echo "demo: $rate requests/s in all ($connections keep-alive connections, GET /plaintext, ${duration} s, $server, wrk -t1 on the same machine)"
+
+if [ "${RINGSHARD_DEMO_REPORT:-1}" != 0 ]; then
+  echo
+  echo "demo: the per-core throughput report, short version (the full one: ./perf/report.sh)"
+  python3 perf/report.py --bin "$build_dir/bin" --quick --out "$work/results"
+fi
