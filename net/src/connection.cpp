@@ -236,6 +236,11 @@ class Socket final : Timer {
   }
 
   [[nodiscard]] std::string take_chunk() noexcept { return net_->take_chunk(); }
+  /// NetShard's batched flush reached this socket.
+  void run_scheduled_flush() {
+    flush_pending_ = false;
+    if (state_ == State::open) flush();
+  }
   [[nodiscard]] bool is_open() const noexcept { return state_ == State::open; }
   [[nodiscard]] int fd() const noexcept { return fd_; }
   [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
@@ -361,8 +366,14 @@ class Socket final : Timer {
   }
 
   // ---- sending ----
+  void schedule_flush() {
+    if (flush_pending_) return;
+    flush_pending_ = true;
+    net_->schedule_flush(this);
+  }
+
   void after_queue_grew() {
-    if (state_ == State::open) flush();
+    if (state_ == State::open) schedule_flush();
     if (pending_ > options_.high_watermark && !paused_) {
       paused_ = true;
       stop_reading();
@@ -428,7 +439,7 @@ class Socket final : Timer {
       }
     }
     in_flight_chunks_ = 0;
-    flush();  // the rest, including what a short send left
+    if (state_ == State::open) schedule_flush();  // the rest, including what a short send left
     if (paused_ && pending_ <= options_.low_watermark) {
       paused_ = false;
       arm_recv();
@@ -498,6 +509,7 @@ class Socket final : Timer {
   void maybe_delete() {
     if (owner_ == nullptr && ops_ == 0 && state_ == State::closed) {
       reactor_->cancel(static_cast<Timer&>(*this));
+      if (flush_pending_) net_->cancel_flush(this);
       delete this;
     }
   }
@@ -549,6 +561,7 @@ class Socket final : Timer {
   bool aborting_ = false;
   bool close_submitted_ = false;
   bool peer_shut_ = false;
+  bool flush_pending_ = false;  // in NetShard's flush list
   std::size_t pending_ = 0;
   std::size_t in_flight_chunks_ = 0;
   ChunkQueue queue_;
@@ -569,6 +582,32 @@ class Socket final : Timer {
 };
 
 }  // namespace detail
+
+void NetShard::schedule_flush(detail::Socket* socket) {
+  flush_list_.push_back(socket);
+  if (!flush_posted_) {
+    flush_posted_ = true;
+    shard_->post([this] { run_flushes(); });
+  }
+}
+
+void NetShard::run_flushes() {
+  flush_posted_ = false;
+  flushing_.swap(flush_list_);  // sockets scheduled meanwhile wait for the next run
+  for (detail::Socket* socket : flushing_) {
+    if (socket != nullptr) socket->run_scheduled_flush();
+  }
+  flushing_.clear();
+}
+
+void NetShard::cancel_flush(detail::Socket* socket) noexcept {
+  for (auto& s : flush_list_) {
+    if (s == socket) s = nullptr;
+  }
+  for (auto& s : flushing_) {
+    if (s == socket) s = nullptr;
+  }
+}
 
 // ---- ConnectionCore -----------------------------------------------------------------
 

@@ -167,8 +167,18 @@ class NetShard final : public ShardExtension {
   /// stream of sends allocates nothing and idle connections keep no memory.
   [[nodiscard]] std::string take_chunk() noexcept;
   void recycle_chunk(std::string&& chunk) noexcept;
+  /// Sockets with new bytes to send are flushed together once the current
+  /// batch of work is done (a task on this shard's run queue, which runs
+  /// before the next submit): what several receives or handlers queued in
+  /// one turn leaves in one send.
+  void schedule_flush(detail::Socket* socket);
+  void cancel_flush(detail::Socket* socket) noexcept;
 
  private:
+  void run_flushes();
+  std::vector<detail::Socket*> flush_list_;
+  std::vector<detail::Socket*> flushing_;
+  bool flush_posted_ = false;
   static constexpr std::size_t kMaxSpareChunkBytes = std::size_t{1} << 20;
   static constexpr std::size_t kMaxSpareChunkCapacity = std::size_t{64} << 10;
   Shard* shard_;
