@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -349,6 +350,22 @@ def interleaved(cell, servers, rounds, run_one):
     return results
 
 
+def run_grid(servers, rounds, cells):
+    """Starts `servers`, measures each cell (key, label, fields, run) with
+    interleaved rounds, stops the servers; returns {key: fields + runs + medians}."""
+    out = {}
+    for s in servers:
+        s.start()
+    try:
+        for key, label, fields, run in cells:
+            runs = interleaved(label, servers, rounds, run)
+            out[key] = {**fields, "runs": runs, "median": {k: summarize(v) for k, v in runs.items()}}
+    finally:
+        for s in servers:
+            s.stop()
+    return out
+
+
 def median_of(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -510,6 +527,11 @@ def main():
     ap.add_argument("--http-loaders", default="wrk,h2load")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
     ap.add_argument("--parts", default="echo,http,memory")
+    ap.add_argument("--echo-servers", default="echo-plain,echo-1,liburing-echo,epoll-echo,echo-2",
+                    help="which of the built-in echo servers to measure, in this order")
+    ap.add_argument("--extra-echo", action="append", default=[], metavar="NAME=COMMAND",
+                    help="one more one-core echo server (it takes --port and prints `listening on`), "
+                         "e.g. an older build: --extra-echo 'before=/tmp/old/ringshard-echo --shards 1'")
     ap.add_argument("--quick", action="store_true", help="the short version (scripts/demo.sh)")
     ap.add_argument("--from-json", metavar="RESULTS_JSON",
                     help="rewrite the table and charts from an earlier run's results.json, measuring nothing")
@@ -532,13 +554,21 @@ def main():
     report = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
               "rounds": args.rounds, "duration": args.duration, "echo": {}, "http": {}, "memory": {}}
 
-    echo_servers = [
+    builtin_echo = [
         ListeningServer("echo-plain", "ringshard-echo-plain", 1, one, [b("ringshard-echo-plain")]),
         ListeningServer("echo-1", "ringshard-echo 1 shard", 1, one, [b("ringshard-echo"), "--shards", "1"]),
         ListeningServer("liburing-echo", "liburing-echo", 1, one, [b("ringshard-liburing-echo")]),
         ListeningServer("epoll-echo", "epoll-echo", 1, one, [b("ringshard-epoll-echo")]),
         ListeningServer("echo-2", "ringshard-echo 2 shards", 2, two, [b("ringshard-echo"), "--shards", "2"]),
     ]
+    by_name = {s.name: s for s in builtin_echo}
+    unknown = [n for n in args.echo_servers.split(",") if n and n not in by_name]
+    if unknown:
+        ap.error(f"--echo-servers: unknown {', '.join(unknown)} (known: {', '.join(by_name)})")
+    echo_servers = [by_name[n] for n in args.echo_servers.split(",") if n]
+    for extra in args.extra_echo:
+        name, _, command = extra.partition("=")
+        echo_servers.append(ListeningServer(name, name, 1, one, shlex.split(command)))
     http_servers = [
         ListeningServer("http-1", "ringshard-http 1 shard", 1, one, [b("ringshard-http"), "--shards", "1"]),
         Nginx("nginx-1", "nginx 1 worker", 1, one, 1),
@@ -558,51 +588,36 @@ def main():
 
     if "echo" in parts:
         log("report: echo grid")
-        for s in echo_servers:
-            s.start()
-        try:
-            for size in map(int, args.sizes.split(",")):
-                for depth in map(int, args.depths.split(",")):
-                    for conns in map(int, args.connections.split(",")):
-                        cell = f"echo {size} B depth {depth} {conns} conns"
-                        runs = interleaved(cell, echo_servers, args.rounds, lambda s: measure(
-                            s, echo_load_argv(b("ringshard-load"), s.port, conns, size, depth,
-                                              args.warmup, args.duration),
-                            load_cpus_for(s), parse_echo_load))
-                        report["echo"][f"{size}/{depth}/{conns}"] = {
-                            "size": size, "depth": depth, "connections": conns,
-                            "runs": runs, "median": {k: summarize(v) for k, v in runs.items()}}
-        finally:
-            for s in echo_servers:
-                s.stop()
+        report["echo"] = run_grid(echo_servers, args.rounds, (
+            (f"{size}/{depth}/{conns}", f"echo {size} B depth {depth} {conns} conns",
+             {"size": size, "depth": depth, "connections": conns},
+             lambda s, size=size, depth=depth, conns=conns: measure(
+                 s, echo_load_argv(b("ringshard-load"), s.port, conns, size, depth, args.warmup, args.duration),
+                 load_cpus_for(s), parse_echo_load))
+            for size in map(int, args.sizes.split(","))
+            for depth in map(int, args.depths.split(","))
+            for conns in map(int, args.connections.split(","))))
 
     if "http" in parts:
         log("report: HTTP grid")
-        for s in http_servers:
-            s.start()
-        try:
-            for depth in map(int, args.http_depths.split(",")):
-                for conns in map(int, args.http_connections.split(",")):
-                    for loader in args.http_loaders.split(","):
-                        cell = f"http {loader} depth {depth} {conns} conns"
-                        if loader == "wrk":
-                            run = lambda s: measure(s, wrk_argv(s.port, conns, args.duration, depth),
-                                                    load_cpus_for(s), parse_wrk)
-                        else:
-                            run = lambda s: measure(s, h2load_argv(s.port, conns, args.duration, depth, args.warmup),
-                                                    load_cpus_for(s), parse_h2load)
-                        runs = interleaved(cell, http_servers, args.rounds, run)
-                        report["http"][f"{loader}/{depth}/{conns}"] = {
-                            "loader": loader, "depth": depth, "connections": conns,
-                            "runs": runs, "median": {k: summarize(v) for k, v in runs.items()}}
-        finally:
-            for s in http_servers:
-                s.stop()
+
+        def http_run(loader, conns, depth):
+            if loader == "wrk":
+                return lambda s: measure(s, wrk_argv(s.port, conns, args.duration, depth), load_cpus_for(s), parse_wrk)
+            return lambda s: measure(s, h2load_argv(s.port, conns, args.duration, depth, args.warmup),
+                                     load_cpus_for(s), parse_h2load)
+
+        report["http"] = run_grid(http_servers, args.rounds, (
+            (f"{loader}/{depth}/{conns}", f"http {loader} depth {depth} {conns} conns",
+             {"loader": loader, "depth": depth, "connections": conns}, http_run(loader, conns, depth))
+            for depth in map(int, args.http_depths.split(","))
+            for conns in map(int, args.http_connections.split(","))
+            for loader in args.http_loaders.split(",")))
 
     if "memory" in parts:
         log(f"report: memory with {args.idle} idle connections")
         counts = sorted({max(1, args.idle // 10), args.idle})
-        for s in echo_servers[:4]:
+        for s in (s for s in echo_servers if s.cores == 1):
             fresh = ListeningServer(s.name, s.label, 1, one, s.argv)
             points = memory_run(fresh, counts)
             (n1, r1), (n2, r2) = points[1], points[-1]
@@ -665,7 +680,6 @@ def write_outputs(report, args, echo_servers, http_servers):
         verdict = "report" if target is None else (f"≥ {target:g} " + ("met" if statistics.median(pc) >= target else "**missed**"))
         md.append(f"| {what} | {ratio_text(pc)} | {ratio_text(raw)} | {verdict} |")
     if report["memory"]:
-        worst = max(v["bytes_per_connection"] for v in report["memory"].values())
         mine = report["memory"].get("echo-1", {}).get("bytes_per_connection")
         if mine is not None:
             md.append(f"| RSS growth per idle connection, ringshard-echo | {mine:.0f} B | | ≤ 2048 B "
