@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -51,5 +52,19 @@ spdlog::logger& logger() {
 }
 
 void set_log_shard(int id) noexcept { tl_log_shard = id; }
+
+void log_current_exception(std::string_view who) noexcept {
+  try {
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      RINGSHARD_LOG_ERROR("{} threw: {}", who, e.what());
+    } catch (...) {
+      RINGSHARD_LOG_ERROR("{} threw an unknown exception (not a std::exception)", who);
+    }
+  } catch (...) {
+    // Logging itself failed (out of memory): nothing more to do.
+  }
+}
 
 }  // namespace ringshard

@@ -1,7 +1,10 @@
 #include "ringshard/framework/reactor.hpp"
 
 #include <cstring>
+#include <string>
 #include <system_error>
+
+#include "ringshard/framework/log.hpp"
 
 namespace ringshard {
 
@@ -71,7 +74,13 @@ void Reactor::arm(MultishotCompletion& op) {
 void MultishotCompletion::complete(const io_uring_cqe& cqe) {
   const bool ended = !(cqe.flags & IORING_CQE_F_MORE);
   if (ended) armed_ = false;
-  on_cqe(cqe);
+  try {
+    on_cqe(cqe);
+  } catch (...) {
+    // Still wanted: an exception must not silently end a listener's accept.
+    if (ended && wanted_ && !armed_ && reactor_) reactor_->arm(*this);
+    throw;
+  }
   if (ended && wanted_ && !armed_ && reactor_) reactor_->arm(*this);
 }
 
@@ -112,12 +121,41 @@ unsigned Reactor::run_once(bool block) {
   } else {
     ret = 0;
   }
-  // -EINTR: a signal; -EBUSY/-EAGAIN: the kernel wants the CQ drained first.
-  // Either way the loop continues: drain, then submit again next turn.
-  (void)ret;
-  unsigned handled = ring_.for_each_cqe([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+  // -EINTR: a signal; -EBUSY/-EAGAIN: the kernel wants the CQ drained first
+  // (or is short of memory). The loop continues: drain, then submit again
+  // next turn. Anything else (EBADF, EOPNOTSUPP, EEXIST from a second
+  // issuer, EFAULT, ...) will fail again on every turn: report it, after
+  // handling what the CQ already holds.
+  const bool failed = ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY;
+  unsigned handled = dispatch_all();
   if (!heap_.empty()) handled += fire_timers();
+  if (failed) [[unlikely]] throw_enter_error(ret, block);
   return handled;
+}
+
+void Reactor::throw_enter_error(int ret, bool block) {
+  throw std::system_error(-ret, std::system_category(),
+                          std::string("io_uring_enter failed (") + (block ? "submit and wait" : "submit") +
+                              "): the ring is unusable");
+}
+
+// A completion that throws is the last resort (user code is expected to catch
+// its own exceptions): log it and go on with the next CQE. The try is entered
+// once per batch, not per CQE; for_each_cqe has consumed the CQE that threw.
+unsigned Reactor::dispatch_all() {
+  unsigned handled = 0;
+  const auto each = [this, &handled](const io_uring_cqe& cqe) {
+    ++handled;
+    dispatch(cqe);
+  };
+  for (;;) {
+    try {
+      ring_.for_each_cqe(each);
+      return handled;
+    } catch (...) {
+      log_current_exception("a completion");
+    }
+  }
 }
 
 // ---- timers ---------------------------------------------------------------------
@@ -147,13 +185,19 @@ void Reactor::cancel(Timer& t) noexcept {
 unsigned Reactor::fire_timers() {
   const auto now = Clock::now();
   unsigned fired = 0;
-  while (!heap_.empty() && heap_.front()->deadline_ <= now) {
-    Timer* t = heap_.front();
-    cancel(*t);
-    t->fire();  // may reschedule itself or others
-    ++fired;
+  for (;;) {
+    try {
+      while (!heap_.empty() && heap_.front()->deadline_ <= now) {
+        Timer* t = heap_.front();
+        cancel(*t);
+        ++fired;
+        t->fire();  // may reschedule itself or others
+      }
+      return fired;
+    } catch (...) {
+      log_current_exception("a timer");  // it is out of the heap already
+    }
   }
-  return fired;
 }
 
 void Reactor::heap_swap(std::size_t a, std::size_t b) noexcept {

@@ -10,6 +10,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -180,9 +182,22 @@ unsigned Shard::drain_inbox() {
   unsigned total = 0;
   for (unsigned round = 0; round < kMaxDrainRounds; ++round) {
     const std::size_t n = inbox_.try_dequeue_bulk(inbox_consumer_, drain_buffer_.begin(), kDrainBatch);
-    for (std::size_t i = 0; i < n; ++i) {
-      drain_buffer_[i]();
-      drain_buffer_[i].reset();
+    // A task that throws is the last resort (user code catches its own):
+    // logged, and the batch resumes after it. The try costs nothing until
+    // something throws; it is entered again only after a catch.
+    std::size_t i = 0;
+    for (;;) {
+      try {
+        for (; i < n; ++i) {
+          drain_buffer_[i]();
+          drain_buffer_[i].reset();
+        }
+        break;
+      } catch (...) {
+        drain_buffer_[i].reset();
+        ++i;
+        log_current_exception("a task");
+      }
     }
     total += static_cast<unsigned>(n);
     if (n < kDrainBatch) break;
@@ -194,9 +209,16 @@ unsigned Shard::drain_inbox() {
 
 unsigned Shard::run_local(std::size_t budget) {
   unsigned ran = 0;
-  while (!run_queue_.empty() && ran < budget) {
-    run_queue_.run_front();
-    ++ran;
+  for (;;) {
+    try {
+      while (!run_queue_.empty() && ran < budget) {
+        ++ran;
+        run_queue_.run_front();  // the task is out of the queue before it runs
+      }
+      break;
+    } catch (...) {
+      log_current_exception("a task");  // as in drain_inbox
+    }
   }
   stats_.tasks_run += ran;
   return ran;
@@ -273,6 +295,7 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
     rt.failed_.store(true);
     rt.ready_.fetch_add(1);
     rt.ready_.notify_all();
+    rt.shard_exited();
     return;
   }
   rt.ready_.fetch_add(1);
@@ -280,8 +303,18 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
 
   stop_timeout_ = stop_timeout;
   busy_poll_ = rt.options_.busy_poll;
+  bool failed = false;
   for (;;) {
-    turn();
+    try {
+      turn();
+    } catch (...) {
+      // Tasks, completions and timers catch their own exceptions: what gets
+      // here is the ring failing (Reactor::run_once), or an allocation
+      // failure in the loop itself. Neither goes away by retrying.
+      failed = true;
+      fail(std::current_exception());
+      break;
+    }
     if (!stopping_) continue;
     const bool idle = run_queue_.empty() && inbox_.size_approx() == 0 && dirty_outboxes_.empty();
     if (idle && reactor_->in_flight() == 0) break;
@@ -290,6 +323,27 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
                          run_queue_.size());
       break;
     }
+    if (rt.hurry_.load(std::memory_order_relaxed)) {
+      RINGSHARD_LOG_WARN("stop cut short: leaving {} operations in flight and {} tasks", reactor_->in_flight(),
+                         run_queue_.size());
+      break;
+    }
+  }
+  if (failed) {
+    // The ring cannot cancel anything any more: extensions still get their
+    // on_shard_stop (actors' on_stop), then the shard ends.
+    if (!stopping_) {
+      stopping_ = true;
+      for (auto& slot : extensions_) {
+        if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
+          try {
+            ext->on_shard_stop();
+          } catch (...) {
+            log_current_exception("on_shard_stop");
+          }
+        }
+      }
+    }
   }
   reactor_->cancel(stop_deadline_);
   reactor_->cancel(cancel_sweep_);
@@ -297,6 +351,41 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
   // shard; extensions live until then too, since other threads may still
   // reach them (for example to reserve an actor slot).
   RINGSHARD_LOG_DEBUG("stopped after {} turns, {} tasks", stats_.loop_turns, stats_.tasks_run);
+  rt.shard_exited();
+}
+
+void Shard::fail(std::exception_ptr error) {
+  std::string what = "unknown error";
+  int code = 0;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::system_error& e) {
+    what = e.what();
+    code = e.code().value();
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  RINGSHARD_LOG_ERROR("shard {} failed, stopping the runtime: {}", id_, what);
+  if (code != 0) {
+    // system_error's what() ends with ": <strerror>", which the new one adds again.
+    const std::string suffix = ": " + std::system_category().message(code);
+    if (what.size() > suffix.size() && what.compare(what.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      what.resize(what.size() - suffix.size());
+    }
+  }
+  const std::string context = "ringshard shard " + std::to_string(id_) + ": ";
+  std::exception_ptr reported;
+  try {
+    if (code != 0) {
+      throw std::system_error(code, std::system_category(), context + what);
+    }
+    throw std::runtime_error(context + what);
+  } catch (...) {
+    reported = std::current_exception();
+  }
+  runtime_->record_failure(std::move(reported));
+  runtime_->stop();
 }
 
 // ---- Runtime ---------------------------------------------------------------------
@@ -349,7 +438,47 @@ Runtime::~Runtime() {
   g_last_started.compare_exchange_strong(self, nullptr);
   shards_.clear();
   if (stop_fd_ >= 0) ::close(stop_fd_);
+  if (signals_taken_) {
+    // SIGINT/SIGTERM have been blocked in run()'s thread since run() began.
+    // One that arrived since (a second Ctrl-C, timeout(1)'s second TERM)
+    // asked for what is happening anyway: the process is stopping. Consume
+    // it, and if any signal asked for this stop, leave them blocked: a
+    // pending one then dies with the process instead of killing it with
+    // status 143 on the way out. Otherwise run() was ended by stop(), and
+    // the thread gets its mask back.
+    signals_received_ += drain_signals();
+    if (signals_received_ == 0 && ::pthread_equal(::pthread_self(), signals_thread_)) {
+      ::pthread_sigmask(SIG_SETMASK, &signals_old_mask_, nullptr);
+    }
+  }
   if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+unsigned Runtime::drain_signals() noexcept {
+  unsigned n = 0;
+  signalfd_siginfo info{};
+  while (signal_fd_ >= 0 && ::read(signal_fd_, &info, sizeof info) == sizeof info) ++n;
+  return n;
+}
+
+void Runtime::record_failure(std::exception_ptr error) noexcept {
+  std::lock_guard lock(failure_mutex_);
+  if (!failure_) failure_ = std::move(error);
+}
+
+std::exception_ptr Runtime::failure() const {
+  std::lock_guard lock(failure_mutex_);
+  return failure_;
+}
+
+void Runtime::shard_exited() noexcept {
+  exited_.fetch_add(1, std::memory_order_acq_rel);
+  if (stop_fd_ >= 0) write_eventfd(stop_fd_);
+}
+
+void Runtime::hurry() noexcept {
+  hurry_.store(true, std::memory_order_relaxed);
+  stop();
 }
 
 void Runtime::start() {
@@ -402,21 +531,52 @@ void Runtime::run() {
   // promises to stop on SIGINT/SIGTERM, so it takes them back.
   ::signal(SIGINT, SIG_DFL);
   ::signal(SIGTERM, SIG_DFL);
-  BlockStopSignals block;
+  // Blocked from here until the runtime is destroyed (see ~Runtime), not
+  // only while run() runs: a signal that arrives while the shards stop, or
+  // after run() returns, must not kill the process half-way through its
+  // orderly exit.
+  if (!signals_taken_) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &set, &signals_old_mask_);
+    signals_thread_ = ::pthread_self();
+    signals_taken_ = true;
+  }
   start();
   const int sfd = signal_fd_;
-  while (!stop_requested_.load()) {
+  const auto shards = static_cast<unsigned>(shards_.size());
+  // Until every shard has ended: the first signal stops the runtime, one
+  // during the stop (a second signal, or one after stop()) cuts it short.
+  while (exited_.load(std::memory_order_acquire) < shards) {
     pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {sfd, POLLIN, 0}};
     const int n = ::poll(fds, sfd >= 0 ? 2 : 1, 1000);
-    if (n > 0 && sfd >= 0 && (fds[1].revents & POLLIN)) {
+    if (n <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      std::uint64_t value;
+      [[maybe_unused]] ssize_t r = ::read(stop_fd_, &value, sizeof value);
+    }
+    if (sfd >= 0 && (fds[1].revents & POLLIN)) {
       signalfd_siginfo info{};
-      if (::read(sfd, &info, sizeof info) == sizeof info) {
-        RINGSHARD_LOG_INFO("{} received, stopping", info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        stop();
+      while (::read(sfd, &info, sizeof info) == sizeof info) {
+        const char* name = info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
+        ++signals_received_;
+        if (!stop_requested_.load()) {
+          RINGSHARD_LOG_INFO("{} received, stopping", name);
+          stop();
+        } else if (!hurry_.load()) {
+          RINGSHARD_LOG_WARN("{} received while stopping: no more waiting for operations in flight", name);
+          hurry();
+        }
       }
     }
   }
   wait();
+  if (std::exception_ptr error = failure()) {
+    RINGSHARD_LOG_ERROR("all shards stopped, after a failure");
+    std::rethrow_exception(error);
+  }
   RINGSHARD_LOG_INFO("all shards stopped");
 }
 

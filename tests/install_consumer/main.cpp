@@ -1,5 +1,12 @@
 // Uses the installed headers and libraries the way an outside project would:
 // one NOP through a Ring, then an actor on a two-shard Runtime.
+
+// Nothing but this project's own build may define SPDLOG_ACTIVE_LEVEL, and it
+// does not: ringshard must not push its logging level onto its users.
+#ifdef SPDLOG_ACTIVE_LEVEL
+#error "SPDLOG_ACTIVE_LEVEL is defined on the command line: ringshard's exported targets impose it"
+#endif
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -7,7 +14,12 @@
 #include <thread>
 
 #include "ringshard/actors/actor.hpp"
+#include "ringshard/framework/log.hpp"
 #include "ringshard/framework/uring.hpp"
+
+// The public headers leave spdlog's default level alone too.
+static_assert(SPDLOG_ACTIVE_LEVEL == SPDLOG_LEVEL_INFO,
+              "a ringshard header changed SPDLOG_ACTIVE_LEVEL for this project");
 
 namespace {
 struct Hello {
@@ -33,6 +45,9 @@ int main() {
     ring.cqe_seen(cqe);
     std::printf("installed ringshard: NOP %s\n", ok ? "completed" : "failed");
     if (!ok) return 1;
+
+    // ringshard's own debug lines stay available, whatever this project's level.
+    RINGSHARD_LOG_DEBUG("installed ringshard: debug logging compiled in");
 
     ringshard::RuntimeOptions options;
     options.shards = 2;

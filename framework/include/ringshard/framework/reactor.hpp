@@ -8,6 +8,10 @@
 //   the io_uring_enter timeout (EXT_ARG), so thousands of timers cost no SQE.
 // - The ring is set up with SINGLE_ISSUER|DEFER_TASKRUN when the kernel has
 //   it, else COOP_TASKRUN, else plain; Reactor::mode() says which.
+// - Errors: io_uring_enter failing with EINTR, EAGAIN or EBUSY is retried on
+//   the next turn; any other errno means the ring is unusable and run_once
+//   throws std::system_error. An exception thrown by a Completion or a Timer
+//   is logged (one error line) and the loop goes on with the next CQE/timer.
 #pragma once
 
 #include <chrono>
@@ -162,6 +166,13 @@ class Reactor {
   /// One turn: submit everything prepared, then either wait (block = true) for
   /// a completion or the next timer, or just collect what is ready; dispatch
   /// the CQEs and fire due timers. Returns the number of CQEs and timers handled.
+  /// io_uring_enter failing with EINTR, EAGAIN or EBUSY is not an error (the
+  /// CQEs are drained and the next turn submits again); any other failure
+  /// throws std::system_error (code: the errno, what(): "io_uring_enter ...")
+  /// after this turn's CQEs and timers are handled. The ring is then
+  /// unusable: stop driving it. Exceptions from Completion::complete and
+  /// Timer::fire do not leave run_once: each is logged once and the turn goes
+  /// on with the next CQE or timer (a multishot that threw is still re-armed).
   unsigned run_once(bool block);
 
  private:
@@ -173,7 +184,9 @@ class Reactor {
   void push_link_timeout(Completion& c) noexcept;
   void flush_backlog() noexcept;
   void dispatch(const io_uring_cqe& cqe);
+  unsigned dispatch_all();
   unsigned fire_timers();
+  [[noreturn]] static void throw_enter_error(int ret, bool block);
   void heap_up(std::size_t i) noexcept;
   void heap_down(std::size_t i) noexcept;
   void heap_swap(std::size_t a, std::size_t b) noexcept;

@@ -9,12 +9,17 @@
 // when the kernel lacks MSG_RING, and always for threads that are not shards).
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <concurrentqueue/concurrentqueue.h>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -117,6 +122,7 @@ class Shard {
   unsigned run_local(std::size_t budget);
   void begin_stop();
   void request_stop();
+  void fail(std::exception_ptr error);
   void destroy_extensions() noexcept;
 
   class WakeWatch;  // keeps a multishot poll on the eventfd
@@ -195,14 +201,39 @@ class Runtime {
   void start();
   /// Starts if needed, then blocks until stop() is called or SIGINT/SIGTERM
   /// arrives, and returns after every shard has stopped.
+  ///
+  /// Signals: from the moment run() is called until the Runtime is destroyed,
+  /// SIGINT and SIGTERM are blocked in the calling thread and read from a
+  /// signalfd, so they never kill the process on its way out. The first one
+  /// starts a graceful stop; another one during the stop cuts it short
+  /// (shards stop waiting for operations in flight, as when the stop timeout
+  /// expires); either way run() returns normally (a program returning 0 from
+  /// main after run() exits with status 0 on one signal and on two). A signal
+  /// arriving after run() returned is consumed by the destructor; if any
+  /// signal was received, the destructor leaves them blocked in that thread
+  /// (the process is stopping on request), else it restores the mask.
+  /// signals_received() says how many arrived.
+  ///
+  /// Errors: if a shard fails for good (io_uring_enter fails with an errno
+  /// other than EINTR/EAGAIN/EBUSY, which Reactor::run_once reports), it logs
+  /// one error line and stops the runtime; run() then throws, once every
+  /// shard has stopped, std::system_error with that errno, whose what() names
+  /// the shard ("ringshard shard 1: io_uring_enter failed ...: Operation not
+  /// supported"). Exceptions from tasks, completions and timers do not count:
+  /// they are logged and the shard goes on.
   void run();
   /// Graceful stop, from any thread: each shard stops taking new work, runs
   /// its extensions' on_shard_stop (actors' on_stop), cancels I/O still in
   /// flight, and exits within the stop timeout. Returns at once; wait() joins.
   void stop() noexcept;
-  /// Joins the shard threads.
+  /// Joins the shard threads. Does not throw on a shard's failure: see failure().
   void wait();
   [[nodiscard]] bool running() const noexcept { return started_ && !joined_; }
+  /// The error that stopped the runtime (what run() throws), or null. For
+  /// programs that use start()/wait() instead of run().
+  [[nodiscard]] std::exception_ptr failure() const;
+  /// SIGINT/SIGTERM read by run() and the destructor so far.
+  [[nodiscard]] unsigned signals_received() const noexcept { return signals_received_; }
 
   /// The runtime of the calling shard, else the most recently started runtime
   /// (for threads that are not shards), else nullptr.
@@ -221,8 +252,21 @@ class Runtime {
   std::atomic<unsigned> ready_{0};
   std::atomic<bool> failed_{false};
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> hurry_{false};     // a signal came during the stop: do not wait for I/O
+  std::atomic<unsigned> exited_{0};    // shards whose thread_main has returned
+  mutable std::mutex failure_mutex_;
+  std::exception_ptr failure_;
   int stop_fd_ = -1;    // eventfd that run() waits on
   int signal_fd_ = -1;  // SIGINT/SIGTERM for run()
+  bool signals_taken_ = false;  // run() blocked them in signals_thread_
+  pthread_t signals_thread_{};
+  sigset_t signals_old_mask_{};
+  unsigned signals_received_ = 0;
+
+  void record_failure(std::exception_ptr error) noexcept;
+  void shard_exited() noexcept;
+  void hurry() noexcept;
+  unsigned drain_signals() noexcept;
 };
 
 }  // namespace ringshard

@@ -152,14 +152,32 @@ class Ring {
   }
   /// io_uring_for_each_cqe + io_uring_cq_advance: calls f(const io_uring_cqe&)
   /// for every ready CQE, then publishes the new head once. Returns the count.
+  /// If f throws, the CQEs up to and including the one it threw on are
+  /// consumed (the head is published past it) before the exception leaves.
   template <class F>
   unsigned for_each_cqe(F&& f) noexcept(noexcept(f(std::declval<const io_uring_cqe&>()))) {
-    unsigned head = detail::load_relaxed(cq_.khead);
+    const unsigned first = detail::load_relaxed(cq_.khead);
     const unsigned tail = detail::load_acquire(cq_.ktail);
-    const unsigned n = tail - head;
-    for (; head != tail; ++head) f(cq_.cqes[(head & cq_.ring_mask) << cqe_shift_]);
-    if (n) detail::store_release(cq_.khead, tail);
-    return n;
+    if (first == tail) return 0;
+    if constexpr (noexcept(f(std::declval<const io_uring_cqe&>()))) {
+      for (unsigned head = first; head != tail; ++head) f(cq_.cqes[(head & cq_.ring_mask) << cqe_shift_]);
+    } else {
+      // Publishes on the way out, normal or not; the CQE being handled stays
+      // ours (unpublished) until f is done with it.
+      struct Publish {
+        unsigned* khead;
+        unsigned head;
+        ~Publish() { detail::store_release(khead, head); }
+      } pub{cq_.khead, first};
+      while (pub.head != tail) {
+        const io_uring_cqe& cqe = cq_.cqes[(pub.head & cq_.ring_mask) << cqe_shift_];
+        ++pub.head;
+        f(cqe);
+      }
+      return tail - first;
+    }
+    detail::store_release(cq_.khead, tail);
+    return tail - first;
   }
   /// io_uring_cqe_seen.
   void cqe_seen(const io_uring_cqe* /*cqe*/) noexcept { cq_advance(1); }
