@@ -1,6 +1,9 @@
 #include "ringshard/actors/actor.hpp"
 
-#include <algorithm>
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <string>
 
 #include "ringshard/framework/log.hpp"
 
@@ -23,6 +26,26 @@ void unlink(Node*& head, Node* n) noexcept {
   else head = n->next;
   if (n->next) n->next->prev = n->prev;
   n->prev = n->next = nullptr;
+}
+
+/// The readable name of a type (abi::__cxa_demangle), or the mangled one.
+std::string demangled(const char* mangled) {
+  int status = 0;
+  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string name = status == 0 && readable != nullptr ? readable : mangled;
+  std::free(readable);
+  return name;
+}
+
+/// what() of the exception being handled, or "unknown exception".
+std::string current_what() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
 }
 }  // namespace
 
@@ -68,7 +91,12 @@ void ActorTable::install(const RawRef& ref, std::unique_ptr<ActorBase> actor) {
     s.actor->shard_ = shard_;
     s.actor->table_ = this;
     live_.fetch_add(1, std::memory_order_relaxed);
-    s.actor->on_start();
+    ActorBase* a = s.actor;
+    try {
+      a->on_start();
+    } catch (...) {
+      detail::handler_failed(*a);
+    }
   }
   // Messages that overtook the spawn: deliver them now, in arrival order.
   if (!parked_.empty()) {
@@ -90,7 +118,17 @@ void ActorTable::dead_letter(const RawRef& ref, const char* what) noexcept {
 
 void ActorTable::finish(ActorBase* a) noexcept {
   a->stopping_ = true;
-  a->on_stop();
+  // Replies the actor still holds go with it: their askers hear target_gone.
+  ++detail::tl_finishing;
+  try {
+    a->on_stop();
+  } catch (...) {
+    try {
+      RINGSHARD_LOG_ERROR("actor {} ({}:{}:{}) threw from on_stop: {}", demangled(typeid(*a).name()), a->self_.shard,
+                          a->self_.slot, a->self_.gen, current_what());
+    } catch (...) {
+    }
+  }
   Reactor& reactor = shard_->reactor();
   while (detail::ActorTimer* t = a->timers_) {
     unlink(a->timers_, t);
@@ -100,12 +138,13 @@ void ActorTable::finish(ActorBase* a) noexcept {
   while (detail::ActorIo* io = a->ios_) {
     unlink(a->ios_, io);
     io->owner = nullptr;  // its CQE still comes; the op is recycled then
+    io->stop();           // no re-arm
     if (!io->cancelled) {
       io->cancelled = true;
       reactor.cancel(*io);
     }
   }
-  a->pending_asks_.clear();
+  asks_.discard(*a);
   Slot& s = slot_for(a->self_.slot);
   s.actor = nullptr;
   const std::uint32_t next_gen = s.gen + 1 == 0 ? 1 : s.gen + 1;
@@ -116,6 +155,7 @@ void ActorTable::finish(ActorBase* a) noexcept {
   }
   live_.fetch_sub(1, std::memory_order_relaxed);
   delete a;
+  --detail::tl_finishing;
 }
 
 void ActorTable::on_shard_stop() {
@@ -159,7 +199,7 @@ detail::ActorIo* ActorTable::take_io() {
 void ActorTable::give_io(detail::ActorIo* io) noexcept {
   ++io->gen;
   io->owner = nullptr;
-  io->prep.reset();
+  io->fill.reset();
   io->cancelled = false;
   io->multishot = false;
   free_ios_.push_back(io);
@@ -201,16 +241,20 @@ IoId ActorBase::start_io(std::uint64_t tag, void (*deliver)(ActorBase*, const Io
   io->deliver = deliver;
   io->multishot = multishot;
   io->cancelled = false;
-  io->prep = std::move(prep);
+  io->fill = std::move(prep);
   link_front(ios_, io);
   Reactor& r = shard_->reactor();
-  auto fill = [io](io_uring_sqe* sqe) { io->prep(sqe); };
-  if (timeout > std::chrono::nanoseconds::zero()) {
-    r.submit(*io, fill, timeout);
+  if (multishot) {
+    r.arm(*io);  // re-armed by MultishotCompletion until stopped
   } else {
-    r.submit(*io, fill);
+    auto fill = [io](io_uring_sqe* sqe) { io->fill(sqe); };
+    if (timeout > std::chrono::nanoseconds::zero()) {
+      r.submit(*io, fill, timeout);
+    } else {
+      r.submit(*io, fill);
+    }
+    io->fill.reset();
   }
-  if (!multishot) io->prep.reset();
   return IoId{io, io->gen};
 }
 
@@ -218,14 +262,15 @@ void ActorBase::cancel_io(IoId id) noexcept {
   auto* io = static_cast<detail::ActorIo*>(id.op);
   if (io == nullptr || io->gen != id.gen || io->owner != this || io->cancelled) return;
   io->cancelled = true;
+  io->stop();  // a multishot operation ends with this cancellation
   shard_->reactor().cancel(*io);
 }
 
-std::uint64_t ActorBase::add_pending_ask(InlineFunction<void(void*), 48> on_reply) {
-  const std::uint64_t id = next_ask_++;
-  pending_asks_.emplace_back(id, std::move(on_reply));
-  return id;
+std::uint64_t ActorBase::add_pending_ask(detail::AskCallback callback, std::chrono::nanoseconds timeout) {
+  return table_->asks().add(this, std::move(callback), timeout);
 }
+
+void ActorBase::on_failure(std::exception_ptr) { stop(); }
 
 namespace detail {
 
@@ -238,13 +283,128 @@ void StopTask::operator()() const {
   }
 }
 
-void complete_ask(ActorBase& a, std::uint64_t id, void* value) noexcept {
-  auto& pending = a.pending_asks_;
-  auto it = std::find_if(pending.begin(), pending.end(), [id](const auto& p) { return p.first == id; });
-  if (it == pending.end()) return;
-  auto callback = std::move(it->second);
-  pending.erase(it);
-  if (value) callback(value);
+// ---- failures -----------------------------------------------------------------------
+
+void handler_failed(ActorBase& a) noexcept {
+  std::exception_ptr error = std::current_exception();
+  try {
+    RINGSHARD_LOG_ERROR("actor {} ({}:{}:{}) failed: a handler threw: {}", demangled(typeid(a).name()),
+                        a.self_.shard, a.self_.slot, a.self_.gen, current_what());
+  } catch (...) {
+  }
+  try {
+    a.on_failure(error);
+  } catch (...) {
+    try {
+      RINGSHARD_LOG_ERROR("actor {}: on_failure threw too: {}", demangled(typeid(a).name()), current_what());
+    } catch (...) {
+    }
+    try {
+      a.stop();
+    } catch (...) {
+    }
+  }
+}
+
+void exception_swallowed(const char* what) noexcept {
+  try {
+    RINGSHARD_LOG_ERROR("{} threw (ignored): {}", what, current_what());
+  } catch (...) {
+  }
+}
+
+// ---- asks -------------------------------------------------------------------------
+
+std::uint64_t AskTable::add(ActorBase* owner, AskCallback callback, std::chrono::nanoseconds timeout) {
+  PendingAsk* p = free_;
+  if (p != nullptr) {
+    free_ = p->next;
+  } else {
+    // A new chunk of slots; they never move, so a slot can be its own timer.
+    const auto first = static_cast<std::uint32_t>(chunks_.size() << kChunkShift);
+    chunks_.push_back(std::make_unique<PendingAsk[]>(kChunkMask + 1));
+    PendingAsk* chunk = chunks_.back().get();
+    for (std::uint32_t i = 0; i <= kChunkMask; ++i) {
+      chunk[i].table = this;
+      chunk[i].index = first + i;
+    }
+    for (std::uint32_t i = kChunkMask; i >= 1; --i) {
+      chunk[i].next = free_;
+      free_ = &chunk[i];
+    }
+    p = &chunk[0];
+  }
+  p->callback = std::move(callback);
+  p->owner = owner;
+  p->in_use = true;
+  p->prev = p->next = nullptr;
+  if (owner != nullptr) {
+    link_front(owner->asks_, p);
+    ++owner->pending_asks_;
+  }
+  if (timeout > std::chrono::nanoseconds::zero()) shard_->reactor().schedule(*p, timeout);
+  pending_.store(pending_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // one writer
+  return (static_cast<std::uint64_t>(p->gen) << 32) | p->index;
+}
+
+void AskTable::release(PendingAsk* p) noexcept {
+  if (p->scheduled()) shard_->reactor().cancel(*p);
+  if (p->owner != nullptr) {
+    unlink(p->owner->asks_, p);
+    --p->owner->pending_asks_;
+  }
+  p->owner = nullptr;
+  p->in_use = false;
+  p->callback.reset();
+  p->gen = p->gen + 1 == 0 ? 1 : p->gen + 1;  // answers to the old id now miss
+  p->prev = nullptr;
+  p->next = free_;
+  free_ = p;
+  pending_.store(pending_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+void AskTable::complete(std::uint64_t id, AskStatus status, void* value) noexcept {
+  PendingAsk* p = find(id);
+  if (p == nullptr) {
+    // Already completed (timed out) or discarded (its actor stopped).
+    if (status == AskStatus::answered) {
+      late_answers_.store(late_answers_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      RINGSHARD_LOG_DEBUG("late answer to ask {}:{} dropped", id & 0xffffffffu, id >> 32);
+    }
+    return;
+  }
+  ActorBase* owner = p->owner;
+  AskCallback callback = std::move(p->callback);
+  release(p);  // first: the callback may ask again, and reuse the slot
+  if (owner != nullptr && owner->stopping_) {
+    // The asker is stopping: its callbacks no longer run.
+    if (status == AskStatus::answered) {
+      late_answers_.store(late_answers_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  try {
+    callback(status, value);
+    if (owner != nullptr && !owner->stopping_) owner->on_ask_done();
+  } catch (...) {
+    if (owner != nullptr) {
+      handler_failed(*owner);
+    } else {
+      exception_swallowed("an ask callback");
+    }
+  }
+}
+
+void AskTable::discard(ActorBase& owner) noexcept {
+  while (PendingAsk* p = owner.asks_) release(p);
+}
+
+void PendingAsk::fire() {
+  // The timeout goes through the run queue like any other message; an answer
+  // that comes before it runs still wins.
+  const std::uint64_t id = (static_cast<std::uint64_t>(gen) << 32) | index;
+  AskTable* t = table;
+  Shard::current()->post([t, id] { t->complete(id, AskStatus::timed_out, nullptr); });
 }
 
 void ActorTimer::fire() {
@@ -255,21 +415,26 @@ void ActorTimer::fire() {
   table->give_timer(this);
 }
 
-void ActorIo::complete(const io_uring_cqe& cqe) {
-  const bool final_cqe = !(cqe.flags & IORING_CQE_F_MORE);
+void ActorIo::on_cqe(const io_uring_cqe& cqe) {
   if (owner != nullptr) {
     const IoResult result{tag, cqe.res, cqe.flags};
     owner->shard_->post([raw = target, deliver = deliver, result] {
       ActorTable& t = ActorTable::of(*Shard::current());
-      if (ActorBase* a = t.lookup(raw)) deliver(a, result);
+      if (ActorBase* a = t.lookup(raw)) {
+        try {
+          deliver(a, result);
+        } catch (...) {
+          detail::handler_failed(*a);
+        }
+      }
     });
-    if (final_cqe && multishot && !cancelled) {
-      // The kernel ended the multishot request (buffers ran out, ...): arm again.
-      owner->shard_->reactor().submit(*this, [this](io_uring_sqe* sqe) { prep(sqe); });
-      return;
-    }
   }
-  if (!final_cqe) return;
+  // A multishot request the kernel ended (buffers ran out, ...) while still
+  // wanted is re-armed by MultishotCompletion once this returns.
+  if ((cqe.flags & IORING_CQE_F_MORE) || (multishot && !cancelled && owner != nullptr)) return;
+  // The last CQE: back to the pool. The pool does not free it, so
+  // MultishotCompletion may still read it (stopped: no re-arm) as this returns.
+  stop();
   if (owner != nullptr) unlink(owner->ios_, this);
   table->give_io(this);
 }

@@ -18,6 +18,9 @@
 //   BM_thread_ping_pong/spin   the machine's floor for the two above: plain threads
 //   BM_thread_ping_pong/futex  on the same CPUs, spinning on / sleeping on one atomic
 //   BM_actor_spawn_stop        one shard, spawn + stop a child, items/s = actors
+//   BM_actor_ask/same_shard    ask round trips, asker and target on one shard, with
+//   BM_actor_ask/cross_shard   N asks outstanding (the target holds N - 1 Replies and
+//                              answers the oldest at each new ask); ns_per_ask
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -32,7 +35,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "ringshard/actors/actor.hpp"
 #include "ringshard/framework/log.hpp"
@@ -368,6 +373,100 @@ void BM_actor_spawn_stop(benchmark::State& state) {
   }
 }
 
+// ---- 5: ask round trips with N asks outstanding ------------------------------------
+//
+// The asker keeps one ask travelling at a time (the next one goes out from the
+// callback of the previous), and the target holds the Replies of the last
+// N - 1 asks, answering the oldest whenever a new one comes in: the asker
+// always has N asks pending, and each completion finds and retires the oldest.
+// What a completion costs should not depend on N.
+
+struct Question {
+  using Response = std::uint64_t;
+  std::uint64_t n;
+};
+
+struct Holder : Actor<Holder> {
+  std::vector<std::optional<Reply<std::uint64_t>>> held;  // a ring of N - 1 Replies
+  std::size_t next = 0;
+  explicit Holder(std::size_t hold) : held(hold) {}
+  void on_message(const Question& q, Reply<std::uint64_t> reply) {
+    if (held.empty()) {
+      reply(q.n);
+      return;
+    }
+    std::optional<Reply<std::uint64_t>>& slot = held[next];
+    next = next + 1 == held.size() ? 0 : next + 1;
+    if (slot) (*slot)(q.n);  // answers the oldest held ask
+    slot.emplace(std::move(reply));
+  }
+};
+
+struct Questioner : Actor<Questioner> {
+  Finished* finished;
+  ActorRef<Holder> target;
+  std::uint64_t left = 0;
+  std::uint64_t failed = 0;
+  Questioner(Finished* f, ActorRef<Holder> t) : finished(f), target(t) {}
+  struct Fill {
+    std::uint64_t n;
+  };
+  // Puts N - 1 asks in the holder's hands. Every answer, to these or to
+  // later asks, sends the next ask while a burst is running.
+  void on_message(const Fill& f) {
+    for (std::uint64_t i = 0; i < f.n; ++i) next();
+    finished->signal();
+  }
+  void on_message(const Go& g) {
+    left = g.n;
+    next();
+  }
+  void next() {
+    ask(target, Question{left}, [this](AskResult<std::uint64_t> r) { answered(r); });
+  }
+  void answered(const AskResult<std::uint64_t>& r) {
+    if (left == 0) return;  // the held asks, let go when the run ends
+    if (!r.ok()) ++failed;
+    if (--left != 0) {
+      next();
+    } else {
+      finished->signal();
+    }
+  }
+};
+
+void BM_actor_ask(benchmark::State& state, bool cross_shard) {
+  quiet_logs();
+  const auto outstanding = static_cast<std::uint64_t>(state.range(0));
+  const auto n = static_cast<std::uint64_t>(state.range(1));
+  Finished finished;
+  try {
+    // Busy-polling shards: a cross-shard round trip is then the message
+    // hops, not the sleeps and wake-ups (measured by BM_actor_ping_pong/sleep).
+    Runtime rt(options(cross_shard ? 2 : 1, true));
+    rt.start();
+    auto holder = spawn<Holder>(rt, cross_shard ? 1 : 0, static_cast<std::size_t>(outstanding - 1));
+    auto questioner = spawn<Questioner>(rt, 0, &finished, holder);
+    std::uint32_t bursts = 0;
+    send(questioner, Questioner::Fill{outstanding - 1});
+    finished.wait_for(++bursts);
+    std::chrono::nanoseconds spent{0};
+    for (auto _ : state) {
+      const auto begin = std::chrono::steady_clock::now();
+      send(questioner, Go{n});
+      finished.wait_for(++bursts);
+      spent += std::chrono::steady_clock::now() - begin;
+    }
+    const double asks = static_cast<double>(state.iterations()) * static_cast<double>(n);
+    state.counters["ns_per_ask"] = static_cast<double>(spent.count()) / asks;
+    state.SetItemsProcessed(static_cast<std::int64_t>(asks));
+    rt.stop();
+    rt.wait();
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 }  // namespace
 
 BENCHMARK(BM_actor_local_send)->Arg(10'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -377,3 +476,17 @@ BENCHMARK_CAPTURE(BM_actor_ping_pong, sleep, false)->Arg(20'000)->UseRealTime()-
 BENCHMARK_CAPTURE(BM_thread_ping_pong, spin, true)->Arg(100'000)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_thread_ping_pong, futex, false)->Arg(20'000)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_actor_spawn_stop)->Arg(1'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_actor_ask, same_shard, false)
+    ->Args({1, 100'000})
+    ->Args({1'000, 100'000})
+    ->Args({100'000, 100'000})
+    ->ArgNames({"outstanding", "asks"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_actor_ask, cross_shard, true)
+    ->Args({1, 100'000})
+    ->Args({1'000, 100'000})
+    ->Args({100'000, 100'000})
+    ->ArgNames({"outstanding", "asks"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);

@@ -30,6 +30,12 @@ std::uint64_t dead_letters(Runtime& rt) {
   return n;
 }
 
+std::uint64_t late_answers(Runtime& rt) {
+  std::uint64_t n = 0;
+  for (unsigned i = 0; i < rt.shard_count(); ++i) n += ActorTable::of(rt.shard(i)).late_answers();
+  return n;
+}
+
 struct Add {
   int by;
 };
@@ -198,9 +204,10 @@ struct Asker : Actor<Asker> {
   Asker(ActorRef<Counter> c, std::atomic<int>* a) : counter(c), answer(a) {}
   void on_start() override {
     send(counter, Add{41});  // same sender -> same order: the add lands before the ask
-    ask(counter, GetCount{}, [this](int n) {
+    ask(counter, GetCount{}, [this](AskResult<int> n) {
       CHECK(Shard::current() == &shard());  // the reply runs on the asker's shard
-      answer->store(n);
+      CHECK(n.ok());
+      answer->store(n.value());
     });
   }
 };
@@ -226,8 +233,8 @@ struct LaterAsker : Actor<LaterAsker> {
   std::atomic<int>* replies;
   LaterAsker(ActorRef<SlowServer> s, std::atomic<int>* r) : server(s), replies(r) {}
   void on_start() override {
-    ask(server, Later{}, [this](std::string s) {
-      if (s == "done later") replies->fetch_add(1);
+    ask(server, Later{}, [this](AskResult<std::string> s) {
+      if (s && *s == "done later") replies->fetch_add(1);
     });
   }
 };
@@ -236,8 +243,8 @@ struct DyingAsker : Actor<DyingAsker> {
   std::atomic<int>* replies;
   DyingAsker(ActorRef<SlowServer> s, std::atomic<int>* r) : server(s), replies(r) {}
   void on_start() override {
-    ask(server, Later{}, [this](const std::string&) { replies->fetch_add(100); });
-    stop();  // gone before the answer comes: the reply becomes a dead letter
+    ask(server, Later{}, [this](AskResult<std::string>) { replies->fetch_add(100); });
+    stop();  // gone before the answer comes: the answer is dropped, counted as late
   }
 };
 }  // namespace
@@ -254,9 +261,9 @@ TEST_CASE("ask gets its reply across shards, immediately or later, and a dead as
   spawn<LaterAsker>(rt, 0, server, &replies);
   spawn<LaterAsker>(rt, 1, server, &replies);
   REQUIRE(eventually([&] { return replies.load() == 2; }));
-  const auto before = dead_letters(rt);
+  const auto before = late_answers(rt);
   spawn<DyingAsker>(rt, 0, server, &replies);
-  REQUIRE(eventually([&] { return dead_letters(rt) == before + 1; }));
+  REQUIRE(eventually([&] { return late_answers(rt) == before + 1; }));
   CHECK(replies.load() == 2);
   rt.stop();
   rt.wait();
@@ -373,6 +380,46 @@ TEST_CASE("an actor's I/O completes as a message, with an optional deadline") {
 }
 
 namespace {
+// A multishot timeout the kernel ends after every third tick: io_multishot
+// re-arms it until cancel_io.
+struct Ticker : Actor<Ticker> {
+  uring::Timespec interval{1ms};  // read by the kernel at each arm: lives with the actor
+  IoId id{};
+  std::atomic<int>* ticks;
+  std::atomic<int>* ended;
+  std::atomic<int>* cancelled;
+  Ticker(std::atomic<int>* t, std::atomic<int>* e, std::atomic<int>* c) : ticks(t), ended(e), cancelled(c) {}
+  void on_start() override {
+    id = io_multishot(3, [this](io_uring_sqe* sqe) { uring::prep_timeout(sqe, &interval, 3, IORING_TIMEOUT_MULTISHOT); });
+  }
+  void on_message(const IoResult& r) {
+    if (r.res == -ECANCELED) {
+      cancelled->fetch_add(1);
+      return;
+    }
+    CHECK(r.res == -ETIME);
+    ticks->fetch_add(1);
+    if (!r.more()) ended->fetch_add(1);
+    if (ticks->load() == 9) cancel_io(id);
+  }
+};
+}  // namespace
+
+TEST_CASE("a multishot operation the kernel ends is re-armed until cancel_io") {
+  Runtime rt(opts(1));
+  rt.start();
+  std::atomic<int> ticks{0}, ended{0}, cancelled{0};
+  spawn<Ticker>(rt, 0, &ticks, &ended, &cancelled);
+  REQUIRE(eventually([&] { return cancelled.load() == 1; }, 5s));
+  CHECK(ticks.load() == 9);
+  CHECK(ended.load() == 3);  // ended three times, armed four
+  std::this_thread::sleep_for(20ms);
+  CHECK(ticks.load() == 9);  // nothing after the cancellation
+  rt.stop();
+  rt.wait();
+}
+
+namespace {
 struct Lingering : Actor<Lingering> {
   int fd;
   std::atomic<int>* stops;
@@ -444,9 +491,9 @@ TEST_CASE("ask from plain shard code gets its answer as a callback on the asking
   send(counter, Add{5});
   REQUIRE(eventually([&] { return total.load() == 5; }));
   rt.post(0, [&] {
-    ringshard::actors::ask(counter, GetCount{}, [&](int n) {
+    ringshard::actors::ask(counter, GetCount{}, [&](AskResult<int> n) {
       right_shard.store(Shard::current() == &rt.shard(0) ? 1 : 2);
-      answer.store(n);
+      answer.store(n.value());
     });
   });
   REQUIRE(eventually([&] { return answer.load() == 5; }));

@@ -7,18 +7,33 @@
 //   };
 //   auto ref = spawn<Counter>(/*shard*/ 1);
 //   send(ref, Add{2});
+//   // from another actor (or actors::ask from plain shard code):
+//   ask(ref, Get{}, 100ms, [](AskResult<int> r) {         // the deadline is optional
+//     if (r) use(*r); else log(to_string(r.status()));    // answered, or why not
+//   });
 //
 // Handlers see the concrete message type (on_message overloads, checked at
 // compile time against the ActorRef's type). A message to an actor on the
 // same shard goes straight to the run queue, without a heap allocation when
 // it fits the 48-byte task slot; to another shard it goes through that
 // shard's mailbox, in order per sender shard.
+//
+// An exception that escapes a handler (on_start, on_message, an ask callback,
+// a timer message, an I/O completion) is caught where the actors layer
+// delivers it: one error line names the actor's type and the exception, then
+// on_failure() runs (by default: stop()). The shard and every other actor go
+// on. on_stop() throwing is logged and the stop completes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <typeinfo>
 #include <unordered_map>
@@ -60,7 +75,155 @@ struct IoId {
   std::uint64_t gen = 0;
 };
 
+/// What became of an ask: the one thing its callback is always told.
+enum class AskStatus : std::uint8_t {
+  answered,     ///< the target answered; the result holds the value
+  target_gone,  ///< the target was not there, or stopped (or failed) before answering
+  dropped,      ///< the target let its Reply<R> go without answering
+  timed_out,    ///< the ask's deadline passed first; a later answer is dropped (and counted)
+};
+
+/// "answered", "target_gone", "dropped" or "timed_out".
+[[nodiscard]] constexpr std::string_view to_string(AskStatus s) noexcept {
+  switch (s) {
+    case AskStatus::answered: return "answered";
+    case AskStatus::target_gone: return "target_gone";
+    case AskStatus::dropped: return "dropped";
+    case AskStatus::timed_out: return "timed_out";
+  }
+  return "unknown";
+}
+
+/// AskResult<R>::value() on an ask that was not answered.
+class BadAskAccess : public std::logic_error {
+ public:
+  explicit BadAskAccess(AskStatus s)
+      : std::logic_error("AskResult::value(): the ask was not answered (" + std::string(to_string(s)) + ")") {}
+};
+
+/// What an ask callback receives: the answer, or the reason none came.
+///
+///   ask(ref, Get{}, [](AskResult<int> r) {
+///     if (r.ok()) use(*r);                              // or r.value(), which checks
+///     else if (r.status() == AskStatus::timed_out) ...
+///   });
+template <class R>
+class AskResult {
+ public:
+  /// An answer.
+  explicit AskResult(R value) noexcept(std::is_nothrow_move_constructible_v<R>)
+      : value_(std::move(value)), status_(AskStatus::answered) {}
+  /// No answer, for reason `status` (not AskStatus::answered).
+  explicit AskResult(AskStatus status) noexcept : status_(status) {}
+
+  // Both read the optional itself, so that the compiler sees a value behind
+  // ok() / status() == answered (no false maybe-uninitialized warnings).
+  [[nodiscard]] AskStatus status() const noexcept { return value_.has_value() ? AskStatus::answered : status_; }
+  [[nodiscard]] bool ok() const noexcept { return value_.has_value(); }
+  [[nodiscard]] explicit operator bool() const noexcept { return ok(); }
+
+  /// The answer; throws BadAskAccess when there is none.
+  [[nodiscard]] R& value() & { return checked(), *value_; }
+  [[nodiscard]] const R& value() const& { return checked(), *value_; }
+  [[nodiscard]] R&& value() && { return checked(), std::move(*value_); }
+  /// The answer, or `fallback` when there is none.
+  template <class U>
+  [[nodiscard]] R value_or(U&& fallback) const& {
+    return ok() ? *value_ : static_cast<R>(std::forward<U>(fallback));
+  }
+  /// The answer, unchecked: only when ok().
+  [[nodiscard]] R& operator*() & noexcept { return *value_; }
+  [[nodiscard]] const R& operator*() const& noexcept { return *value_; }
+  [[nodiscard]] R&& operator*() && noexcept { return std::move(*value_); }
+  [[nodiscard]] R* operator->() noexcept { return &*value_; }
+  [[nodiscard]] const R* operator->() const noexcept { return &*value_; }
+
+ private:
+  void checked() const {
+    if (!ok()) throw BadAskAccess(status_);
+  }
+  std::optional<R> value_;
+  AskStatus status_;
+};
+
 namespace detail {
+
+/// Runs an ask's callback: with the status, and the answer (an R*) when answered.
+using AskCallback = InlineFunction<void(AskStatus, void*), 48>;
+
+class AskTable;
+template <class Target, class Msg, class R>
+struct AskTask;
+
+/// One pending ask: a slot of the shard's AskTable. It is its own deadline
+/// timer, so an ask with a timeout costs no allocation either.
+struct PendingAsk final : Timer {
+  void fire() override;
+  AskCallback callback;
+  AskTable* table = nullptr;
+  ActorBase* owner = nullptr;  // the asking actor; null for actors::ask from plain code
+  PendingAsk* prev = nullptr;  // the owner's list of pending asks
+  PendingAsk* next = nullptr;  // the owner's list, or the free list
+  std::uint32_t index = 0;
+  std::uint32_t gen = 1;
+  bool in_use = false;
+};
+
+/// The asks started on one shard and not yet completed (part of ActorTable).
+/// An ask's id is its slot and the slot's generation: completing one is an
+/// index and a comparison, and an answer that comes after its ask completed
+/// (timed out, or its asker stopped) finds a newer generation and is dropped.
+class AskTable {
+ public:
+  explicit AskTable(Shard& shard) noexcept : shard_(&shard) {}
+  AskTable(const AskTable&) = delete;
+  AskTable& operator=(const AskTable&) = delete;
+
+  /// Registers an ask by `owner` (null: plain shard code) with its callback and
+  /// an optional deadline (zero: none); returns its id (never 0). Shard thread.
+  std::uint64_t add(ActorBase* owner, AskCallback callback, std::chrono::nanoseconds timeout);
+  /// Completes ask `id`: runs its callback once with `status` (and `value`, an
+  /// R*, when answered), unless it already completed. Shard thread.
+  void complete(std::uint64_t id, AskStatus status, void* value) noexcept;
+  /// Discards the pending asks of `owner` (it stops): their callbacks never run.
+  void discard(ActorBase& owner) noexcept;
+
+  /// Asks pending on this shard.
+  [[nodiscard]] std::size_t pending() const noexcept { return pending_.load(std::memory_order_relaxed); }
+  /// Answers that came after their ask had completed or been discarded.
+  [[nodiscard]] std::uint64_t late_answers() const noexcept {
+    return late_answers_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr unsigned kChunkShift = 10;
+  static constexpr unsigned kChunkMask = (1u << kChunkShift) - 1;
+  PendingAsk* find(std::uint64_t id) noexcept {
+    const auto index = static_cast<std::uint32_t>(id);
+    const std::size_t chunk = index >> kChunkShift;
+    if (chunk >= chunks_.size()) return nullptr;
+    PendingAsk* p = &chunks_[chunk][index & kChunkMask];
+    return p->in_use && p->gen == static_cast<std::uint32_t>(id >> 32) ? p : nullptr;
+  }
+  void release(PendingAsk* p) noexcept;
+
+  Shard* shard_;
+  std::vector<std::unique_ptr<PendingAsk[]>> chunks_;
+  PendingAsk* free_ = nullptr;
+  std::atomic<std::size_t> pending_{0};
+  std::atomic<std::uint64_t> late_answers_{0};
+};
+
+/// Marks this thread as running a handler of the actors layer that is
+/// stopping its actor (on_stop, the actor's destruction): a Reply<R> dropped
+/// meanwhile tells its asker target_gone rather than dropped.
+inline thread_local int tl_finishing = 0;
+
+/// Logs the exception being handled (call it inside a catch block) as a
+/// failure of `a`'s handler, then runs a.on_failure(). Never throws.
+void handler_failed(ActorBase& a) noexcept;
+/// Logs the exception being handled as thrown by `what` outside any actor.
+void exception_swallowed(const char* what) noexcept;
 
 struct ActorTimer final : Timer {
   void fire() override;
@@ -72,8 +235,12 @@ struct ActorTimer final : Timer {
   Task task;  // delivers the message
 };
 
-struct ActorIo final : Completion {
-  void complete(const io_uring_cqe& cqe) override;
+/// An operation started with io(). A multishot one is re-armed by
+/// MultishotCompletion (the one copy of that logic) until it is cancelled or
+/// its actor stops; a one-shot one is submitted plainly and never re-armed.
+struct ActorIo final : MultishotCompletion {
+  void prep(io_uring_sqe* sqe) override { fill(sqe); }
+  void on_cqe(const io_uring_cqe& cqe) override;
   ActorTable* table = nullptr;
   ActorBase* owner = nullptr;  // null once the actor stopped
   RawRef target{};
@@ -84,7 +251,7 @@ struct ActorIo final : Completion {
   std::uint64_t gen = 0;
   bool multishot = false;
   bool cancelled = false;
-  InlineFunction<void(io_uring_sqe*), 48> prep;  // kept to re-arm a multishot operation
+  InlineFunction<void(io_uring_sqe*), 48> fill;  // kept to re-arm a multishot operation
 };
 
 /// Stops the actor at `raw` (parked if it has not started yet).
@@ -92,9 +259,6 @@ struct StopTask {
   RawRef raw;
   void operator()() const;
 };
-
-/// Runs the callback of ask `id` of actor `a` with the answer (null: no answer comes).
-void complete_ask(ActorBase& a, std::uint64_t id, void* value) noexcept;
 
 template <class T, class M>
 concept Handles = requires(T& t, M&& m) { t.on_message(std::move(m)); };
@@ -118,11 +282,26 @@ class ActorBase {
   [[nodiscard]] Shard& shard() const noexcept { return *shard_; }
   [[nodiscard]] Reactor& reactor() const noexcept { return shard_->reactor(); }
   [[nodiscard]] bool stopping() const noexcept { return stopping_; }
+  /// Asks this actor started whose callbacks have not run yet.
+  [[nodiscard]] std::size_t pending_asks() const noexcept { return pending_asks_; }
   /// Stops this actor once the current handler returns. Messages that arrive
   /// afterwards are dead letters.
   void stop();
 
  protected:
+  /// Called when one of this actor's handlers (on_start, on_message, an ask
+  /// callback, a timer message, an I/O completion) threw `error`, after the
+  /// error line has been logged, on the actor's shard. The default stops the
+  /// actor; override it to release what the actor holds first (a connection
+  /// aborts its socket with CloseReason::error, for instance), and call
+  /// ActorBase::on_failure() or stop() unless the actor should go on. An
+  /// exception thrown from here is logged and the actor is stopped.
+  virtual void on_failure(std::exception_ptr error);
+  /// Runs after one of this actor's ask callbacks returned (pending_asks()
+  /// already counts any ask the callback started). A connection uses it to
+  /// close a half-closed socket once nothing is owed.
+  virtual void on_ask_done() {}
+
   /// Delivers `msg` to this actor after `delay` (no earlier). Cancelled when the actor stops.
   TimerId after_task(std::chrono::nanoseconds delay, Task task);
   /// Cancels a timer; no effect if it already fired.
@@ -131,13 +310,15 @@ class ActorBase {
   void cancel_io(IoId id) noexcept;
   IoId start_io(std::uint64_t tag, void (*deliver)(ActorBase*, const IoResult&),
                 InlineFunction<void(io_uring_sqe*), 48> prep, bool multishot, std::chrono::nanoseconds timeout);
-  std::uint64_t add_pending_ask(InlineFunction<void(void*), 48> on_reply);
+  /// Registers an ask by this actor (see detail::AskTable::add).
+  std::uint64_t add_pending_ask(detail::AskCallback callback, std::chrono::nanoseconds timeout);
 
  private:
   friend class ActorTable;
+  friend class detail::AskTable;
   friend struct detail::ActorTimer;
   friend struct detail::ActorIo;
-  friend void detail::complete_ask(ActorBase&, std::uint64_t, void*) noexcept;
+  friend void detail::handler_failed(ActorBase&) noexcept;
 
   RawRef self_{};
   Shard* shard_ = nullptr;
@@ -145,14 +326,14 @@ class ActorBase {
   bool stopping_ = false;
   detail::ActorTimer* timers_ = nullptr;
   detail::ActorIo* ios_ = nullptr;
-  std::uint64_t next_ask_ = 1;
-  std::vector<std::pair<std::uint64_t, InlineFunction<void(void*), 48>>> pending_asks_;
+  detail::PendingAsk* asks_ = nullptr;  // this actor's pending asks, discarded when it stops
+  std::size_t pending_asks_ = 0;        // the length of asks_
 };
 
 /// Per-shard table of actors (a ShardExtension).
 class ActorTable final : public ShardExtension {
  public:
-  explicit ActorTable(Shard& shard) : shard_(&shard) { local_free_.reserve(kLocalFreeSlots); }
+  explicit ActorTable(Shard& shard) : shard_(&shard), asks_(shard) { local_free_.reserve(kLocalFreeSlots); }
   ~ActorTable() override;
 
   /// The table of `shard`, created on first use (from any thread).
@@ -192,6 +373,12 @@ class ActorTable final : public ShardExtension {
   }
   [[nodiscard]] std::size_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
   [[nodiscard]] Shard& shard() const noexcept { return *shard_; }
+  /// The asks started on this shard and not completed yet.
+  [[nodiscard]] detail::AskTable& asks() noexcept { return asks_; }
+  [[nodiscard]] std::size_t pending_asks() const noexcept { return asks_.pending(); }
+  /// Answers to asks from this shard that came too late (after the deadline,
+  /// or after the asking actor stopped) and were dropped.
+  [[nodiscard]] std::uint64_t late_answers() const noexcept { return asks_.late_answers(); }
 
   // Pools (shard thread).
   detail::ActorTimer* take_timer();
@@ -243,6 +430,7 @@ class ActorTable final : public ShardExtension {
   std::vector<std::unique_ptr<detail::ActorIo>> io_store_;
   std::vector<detail::ActorIo*> free_ios_;
   std::unordered_map<std::uint32_t, std::vector<Task>> parked_;
+  detail::AskTable asks_;
 };
 
 namespace detail {
@@ -259,7 +447,11 @@ template <class T, class M>
 void deliver_here(const RawRef& raw, M& msg) {
   ActorTable& table = ActorTable::of(*Shard::current());
   if (ActorBase* a = table.lookup(raw)) {
-    static_cast<T*>(a)->on_message(std::move(msg));
+    try {
+      static_cast<T*>(a)->on_message(std::move(msg));
+    } catch (...) {
+      handler_failed(*a);
+    }
   } else if (table.pending(raw)) {
     table.park(raw, [raw, m = std::move(msg)]() mutable { deliver_here<T>(raw, m); });
   } else {
@@ -306,25 +498,21 @@ void stop(const ActorRef<T>& to) {
   detail::runtime_or_die().shard(to.shard()).post(detail::StopTask{to.raw()});
 }
 
-/// The answer to an ask(): call it once, now or later, from the target's shard.
-/// Dropping it unanswered tells the asker nothing comes (its callback is discarded).
+/// The answer to an ask(): call it once, now or later, from the target's
+/// shard. Dropping it unanswered tells the asker AskStatus::dropped (or
+/// target_gone when it goes with its actor: the actor stopped or failed).
 template <class R>
 class Reply {
  public:
-  /// The callback form: runs on shard `origin` with the answer (nullopt: none comes).
-  using Callback = InlineFunction<void(std::optional<R>&&), 48>;
-
-  Reply(RawRef asker, std::uint64_t id) noexcept : asker_(asker), id_(id) {}
-  Reply(unsigned origin, Callback callback)
-      : asker_{origin, 0, 0}, id_(1), callback_(std::make_unique<Callback>(std::move(callback))) {}
-  Reply(Reply&& o) noexcept
-      : asker_(o.asker_), id_(std::exchange(o.id_, 0)), callback_(std::move(o.callback_)) {}
+  /// A Reply that answers nothing (a placeholder to move a real one into).
+  Reply() noexcept = default;
+  Reply(unsigned asker_shard, std::uint64_t id) noexcept : shard_(asker_shard), id_(id) {}
+  Reply(Reply&& o) noexcept : shard_(o.shard_), id_(std::exchange(o.id_, 0)) {}
   Reply& operator=(Reply&& o) noexcept {
     if (this != &o) {
       abandon();
-      asker_ = o.asker_;
+      shard_ = o.shard_;
       id_ = std::exchange(o.id_, 0);
-      callback_ = std::move(o.callback_);
     }
     return *this;
   }
@@ -332,21 +520,34 @@ class Reply {
   Reply& operator=(const Reply&) = delete;
   ~Reply() { abandon(); }
 
+  /// Answers the ask (no effect if this Reply already answered or is empty).
   void operator()(R value) {
     if (id_ == 0) return;
-    post(std::exchange(id_, 0), std::optional<R>(std::move(value)));
+    std::optional<R> v(std::move(value));
+    post(std::exchange(id_, 0), AskStatus::answered, v);
   }
+  /// True until it answered (or was moved from).
   [[nodiscard]] explicit operator bool() const noexcept { return id_ != 0; }
 
  private:
-  void abandon() noexcept {
-    if (id_ != 0) post(std::exchange(id_, 0), std::nullopt);
+  template <class, class, class>
+  friend struct detail::AskTask;
+  /// Tells the asker no answer comes, for reason `status`.
+  void fail(AskStatus status) noexcept {
+    if (id_ == 0) return;
+    std::optional<R> none;
+    post(std::exchange(id_, 0), status, none);
   }
-  void post(std::uint64_t id, std::optional<R> value) noexcept;
+  void abandon() noexcept {
+    // Destroyed with its actor (stopping), or by an exception leaving the
+    // handler that held it: the target is gone rather than silent.
+    if (id_ != 0)
+      fail(detail::tl_finishing != 0 || std::uncaught_exceptions() > 0 ? AskStatus::target_gone : AskStatus::dropped);
+  }
+  void post(std::uint64_t id, AskStatus status, std::optional<R>& value) noexcept;
 
-  RawRef asker_;
-  std::uint64_t id_;
-  std::unique_ptr<Callback> callback_;  // set in the callback form
+  unsigned shard_ = 0;
+  std::uint64_t id_ = 0;
 };
 
 namespace detail {
@@ -363,20 +564,59 @@ struct AskTask {
       if (table.pending(raw)) {
         table.park(raw, std::move(*this));
       } else {
-        table.dead_letter(raw, typeid(Msg).name());  // the Reply's destructor tells the asker
+        table.dead_letter(raw, typeid(Msg).name());
+        reply.fail(AskStatus::target_gone);
       }
       return;
     }
     auto* t = static_cast<Target*>(a);
-    if constexpr (requires { t->on_message(std::move(m), std::move(reply)); }) {
-      t->on_message(std::move(m), std::move(reply));
-    } else {
-      static_assert(std::is_convertible_v<decltype(t->on_message(std::move(m))), R>,
-                    "ask: the target needs on_message(Req, Reply<Response>) or Response on_message(Req)");
-      reply(t->on_message(std::move(m)));
+    try {
+      if constexpr (requires { t->on_message(std::move(m), std::move(reply)); }) {
+        t->on_message(std::move(m), std::move(reply));
+      } else {
+        static_assert(std::is_convertible_v<decltype(t->on_message(std::move(m))), R>,
+                      "ask: the target needs on_message(Req, Reply<Response>) or Response on_message(Req)");
+        reply(t->on_message(std::move(m)));
+      }
+    } catch (...) {
+      handler_failed(*a);
+      reply.fail(AskStatus::target_gone);  // still here when the handler threw before taking it
     }
   }
 };
+
+/// Checks an ask callback's signature and wraps it for the AskTable.
+template <class R, class F>
+AskCallback ask_callback(F&& on_result) {
+  using Fn = std::decay_t<F>;
+  if constexpr (!std::is_invocable_v<Fn&, AskResult<R>&&>) {
+    if constexpr (std::is_invocable_v<Fn&, R&&>) {
+      static_assert(sizeof(Fn) == 0,
+                    "ask: the callback must take AskResult<Response> (it tells an answer from a lost ask: "
+                    "[](AskResult<R> r) { if (r) use(*r); }), not the bare Response");
+    } else {
+      static_assert(sizeof(Fn) == 0, "ask: the callback must be callable as f(AskResult<Response>)");
+    }
+    return AskCallback();
+  } else {
+    return AskCallback([f = std::forward<F>(on_result)](AskStatus status, void* value) mutable {
+      if (value != nullptr) {
+        f(AskResult<R>(std::move(*static_cast<R*>(value))));
+      } else {
+        f(AskResult<R>(status));
+      }
+    });
+  }
+}
+
+/// Sends the ask `id` (from shard `asker_shard`) to `to`.
+template <class Target, class Req>
+void post_ask(const ActorRef<Target>& to, Req&& req, unsigned asker_shard, std::uint64_t id) {
+  using Msg = std::decay_t<Req>;
+  using R = typename Msg::Response;
+  runtime_or_die().shard(to.shard()).post(
+      AskTask<Target, Msg, R>{to.raw(), Msg(std::forward<Req>(req)), Reply<R>(asker_shard, id)});
+}
 }  // namespace detail
 
 template <class Derived>
@@ -415,19 +655,22 @@ class Actor : public ActorBase {
   }
   using ActorBase::cancel_io;
 
-  /// Request/reply: sends `req` to `to`; `on_reply(Response)` runs on this
-  /// actor's shard when the answer comes (not at all if this actor stopped,
-  /// or if the target was gone). Req names its answer type as Req::Response.
+  /// Request/reply: sends `req` to `to`; `on_result(AskResult<Response>)`
+  /// runs once on this actor's shard with the answer, or with why none came
+  /// (target_gone, dropped, timed_out). It never runs if this actor stopped
+  /// first. Req names its answer type as Req::Response. An exception from
+  /// the callback is this actor's failure (see on_failure).
   template <class Target, class Req, class F>
-  void ask(const ActorRef<Target>& to, Req&& req, F&& on_reply) {
-    using Msg = std::decay_t<Req>;
-    using R = typename Msg::Response;
-    const std::uint64_t id = add_pending_ask([f = std::forward<F>(on_reply)](void* p) mutable {
-      f(std::move(*static_cast<R*>(p)));
-    });
-    Reply<R> reply(raw_ref(), id);
-    detail::runtime_or_die().shard(to.shard()).post(
-        detail::AskTask<Target, Msg, R>{to.raw(), Msg(std::forward<Req>(req)), std::move(reply)});
+  void ask(const ActorRef<Target>& to, Req&& req, F&& on_result) {
+    ask(to, std::forward<Req>(req), std::chrono::nanoseconds::zero(), std::forward<F>(on_result));
+  }
+  /// As ask(), with a deadline: if no answer came after `timeout` (> 0), the
+  /// callback runs with AskStatus::timed_out and a later answer is dropped.
+  template <class Target, class Req, class F>
+  void ask(const ActorRef<Target>& to, Req&& req, std::chrono::nanoseconds timeout, F&& on_result) {
+    using R = typename std::decay_t<Req>::Response;
+    const std::uint64_t id = add_pending_ask(detail::ask_callback<R>(std::forward<F>(on_result)), timeout);
+    detail::post_ask(to, std::forward<Req>(req), raw_ref().shard, id);
   }
 
  private:
@@ -441,39 +684,30 @@ class Actor : public ActorBase {
 };
 
 template <class R>
-void Reply<R>::post(std::uint64_t id, std::optional<R> value) noexcept {
+void Reply<R>::post(std::uint64_t id, AskStatus status, std::optional<R>& value) noexcept {
   Runtime* rt = Runtime::current();
-  if (rt == nullptr || !asker_.valid()) return;
-  if (callback_) {
-    // The callback goes home to run (or be destroyed) on the shard that asked.
-    rt->shard(asker_.shard).post([cb = std::move(callback_), v = std::move(value)]() mutable { (*cb)(std::move(v)); });
-    return;
-  }
-  rt->shard(asker_.shard).post([asker = asker_, id, v = std::move(value)]() mutable {
-    ActorTable& table = ActorTable::of(*Shard::current());
-    ActorBase* a = table.lookup(asker);
-    if (a == nullptr) {
-      if (v) table.dead_letter(asker, "reply");
-      return;
-    }
-    detail::complete_ask(*a, id, v ? &*v : nullptr);
+  if (rt == nullptr) return;
+  rt->shard(shard_).post([id, status, v = std::move(value)]() mutable {
+    ActorTable::of(*Shard::current()).asks().complete(id, status, v ? &*v : nullptr);
   });
 }
 
 /// Request/reply from any code running on a shard (not only actors):
-/// `on_reply(Response)` runs on the calling shard when the answer comes, and
-/// not at all if the target was gone.
+/// `on_result(AskResult<Response>)` runs once on the calling shard with the
+/// answer or with why none came. An exception from it is logged and swallowed.
 template <class Target, class Req, class F>
-void ask(const ActorRef<Target>& to, Req&& req, F&& on_reply) {
-  using Msg = std::decay_t<Req>;
-  using R = typename Msg::Response;
+void ask(const ActorRef<Target>& to, Req&& req, std::chrono::nanoseconds timeout, F&& on_result) {
+  using R = typename std::decay_t<Req>::Response;
   Shard* here = Shard::current();
   if (here == nullptr) std::abort();  // ask() needs a shard to come back to
-  Reply<R> reply(here->id(), typename Reply<R>::Callback([f = std::forward<F>(on_reply)](std::optional<R>&& v) mutable {
-                   if (v) f(std::move(*v));
-                 }));
-  detail::runtime_or_die().shard(to.shard()).post(
-      detail::AskTask<Target, Msg, R>{to.raw(), Msg(std::forward<Req>(req)), std::move(reply)});
+  const std::uint64_t id =
+      ActorTable::of(*here).asks().add(nullptr, detail::ask_callback<R>(std::forward<F>(on_result)), timeout);
+  detail::post_ask(to, std::forward<Req>(req), here->id(), id);
+}
+/// As above, without a deadline.
+template <class Target, class Req, class F>
+void ask(const ActorRef<Target>& to, Req&& req, F&& on_result) {
+  ask(to, std::forward<Req>(req), std::chrono::nanoseconds::zero(), std::forward<F>(on_result));
 }
 
 }  // namespace ringshard::actors
