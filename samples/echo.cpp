@@ -17,7 +17,9 @@
 namespace {
 
 struct Echo : ringshard::net::Connection<Echo> {
-  void on_data(std::span<const std::byte> bytes) override { send(bytes); }
+  // The received buffer itself is sent back (no copy); it returns to the
+  // shard's receive ring when that send completes.
+  void on_data(std::span<const std::byte>) override { send(keep_received()); }
 };
 
 [[noreturn]] void usage(const char* error) {
@@ -51,11 +53,11 @@ int main(int argc, char** argv) {
     }
     listen.address = host.find(':') != std::string::npos ? ringshard::net::Address::ipv6(host, static_cast<std::uint16_t>(port))
                                                          : ringshard::net::Address::ipv4(host, static_cast<std::uint16_t>(port));
+    listen.receive_buffers = ringshard::net::ReceiveBuffers{buffers, 4096};
   } catch (const std::exception& e) {
     usage(e.what());
   }
   try {
-    ringshard::net::NetShard::configure_buffers(buffers, 4096);
     ringshard::RuntimeOptions options;
     options.shards = ringshard::shards_from_args(argc, argv);
     ringshard::Runtime runtime(options);

@@ -69,8 +69,9 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
     return http::Response::text(200, std::string(n, 'x'));
   });
   router->get("/visits", [visits](http::Request&, http::Responder respond) {
-    actors::ask(visits, Visit{}, [respond = std::move(respond)](std::uint64_t n) mutable {
-      respond(http::Response::text(200, "visit " + std::to_string(n) + "\n"));
+    actors::ask(visits, Visit{}, [respond = std::move(respond)](actors::AskResult<std::uint64_t> n) mutable {
+      if (!n) return respond(http::Response::text(503, "visit counter " + std::string(to_string(n.status())) + "\n"));
+      respond(http::Response::text(200, "visit " + std::to_string(*n) + "\n"));
     });
   });
   return router;

@@ -204,6 +204,9 @@ int open_listening_socket(const ListenOptions& o, const Address& address, bool r
 }  // namespace
 
 ListenerHandle listen(Runtime& rt, const ListenOptions& options, ConnectionFactory factory) {
+  if (options.receive_buffers) {
+    for (unsigned i = 0; i < rt.shard_count(); ++i) NetShard::of(rt.shard(i)).set_receive_buffers(*options.receive_buffers);
+  }
   auto shared = std::make_shared<Shared>(Shared{std::move(factory), options.policy, options.emfile_pause});
   std::vector<actors::RawRef> refs;
   const bool reuse = options.policy == Policy::reuse_port;

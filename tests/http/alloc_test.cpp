@@ -14,6 +14,7 @@
 
 #include "http/http_test_util.hpp"
 #include "ringshard/net/listener.hpp"
+#include "ringshard/net/reply_queue.hpp"
 #include "support.hpp"
 
 namespace {
@@ -125,6 +126,129 @@ bool round_trip(int fd, const std::string& message) {
   return got == message;
 }
 }  // namespace
+
+namespace {
+struct KeepingEcho : ringshard::net::Connection<KeepingEcho> {
+  void on_data(std::span<const std::byte>) override { send(keep_received()); }
+};
+
+// Message and answer fit the 48-byte task slot (larger ones are boxed: one
+// allocation each way).
+struct Lookup {
+  using Response = long;
+  long key;
+};
+struct Table : ringshard::actors::Actor<Table> {
+  long on_message(const Lookup& l) { return l.key; }
+};
+// Lines answered in order through a ReplyQueue, every other one after an ask
+// to the actor on the other shard.
+struct OrderedLines : ringshard::net::Connection<OrderedLines> {
+  ringshard::actors::ActorRef<Table> table;
+  ringshard::net::ReplyQueue replies{*this};
+  explicit OrderedLines(ringshard::actors::ActorRef<Table> t) : table(t) {}
+  std::size_t on_input(std::span<const std::byte> in) override {
+    const std::string_view all(reinterpret_cast<const char*>(in.data()), in.size());
+    const std::size_t eol = all.find('\n');
+    if (eol == std::string_view::npos) return 0;
+    ringshard::net::ReplySlot slot = replies.reserve();
+    if (all[0] == 'a') {
+      ask(table, Lookup{static_cast<long>(all[1] - '0')},
+          [this, slot = std::move(slot)](ringshard::actors::AskResult<long> r) mutable {
+            std::string reply = send_buffer();
+            reply.assign(r.ok() ? "a" + std::to_string(*r) : std::string("error"));
+            reply += "-short\n";
+            slot(std::move(reply));
+          });
+    } else {
+      std::string reply = send_buffer();
+      reply.assign(all.substr(0, eol + 1));
+      slot(std::move(reply));
+    }
+    return eol + 1;
+  }
+};
+
+// Runs `traffic` with allocation counting on every shard of `rt`; returns the count.
+template <class F>
+std::size_t allocations_on_shards(ringshard::Runtime& rt, F&& traffic) {
+  using namespace ringshard;
+  const unsigned n = rt.shard_count();
+  std::atomic<unsigned> ready{0};
+  for (unsigned i = 0; i < n; ++i) {
+    rt.post(i, [&] {
+      allocations = 0;
+      counting = true;
+      ready.fetch_add(1);
+    });
+  }
+  REQUIRE(test::eventually([&] { return ready.load() == n; }, std::chrono::seconds(10)));
+  traffic();
+  std::atomic<std::size_t> counted{0};
+  std::atomic<unsigned> done{0};
+  for (unsigned i = 0; i < n; ++i) {
+    rt.post(i, [&] {
+      counting = false;
+      counted.fetch_add(allocations);
+      done.fetch_add(1);
+    });
+  }
+  REQUIRE(test::eventually([&] { return done.load() == n; }, std::chrono::seconds(10)));
+  return counted.load();
+}
+}  // namespace
+
+TEST_CASE("connection: echoing received buffers without a copy allocates nothing in the steady state") {
+  using namespace ringshard;
+  RuntimeOptions o;
+  o.shards = 1;
+  Runtime rt(o);
+  rt.start();
+  auto listener = net::listen<KeepingEcho>(rt, net::ListenOptions{});
+  const auto address = listener.address();
+  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
+  const std::string small(100, 's');
+  const std::string big(3000, 'b');
+  for (int i = 0; i < 50; ++i) REQUIRE(round_trip(client.get(), i % 2 ? small : big));  // warm-up
+  bool ok = true;
+  const std::size_t counted = allocations_on_shards(rt, [&] {
+    for (int i = 0; i < 2000 && ok; ++i) ok = round_trip(client.get(), i % 2 ? small : big);
+  });
+  CHECK(ok);
+  CHECK(counted == 0);
+  client.reset();
+  rt.stop();
+  rt.wait();
+}
+
+TEST_CASE("ordered replies with asks to another shard allocate nothing per request in the steady state") {
+  using namespace ringshard;
+  RuntimeOptions o;
+  o.shards = 2;
+  Runtime rt(o);
+  rt.start();
+  auto table = actors::spawn<Table>(rt, 1);
+  net::ListenOptions lo;
+  lo.accept_shard = 0;
+  auto listener = net::listen<OrderedLines>(rt, lo, table);
+  const auto address = listener.address();
+  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
+  std::string batch;
+  for (int i = 0; i < 16; ++i) batch += (i % 2 ? "a4-short\n" : "e-short\n");
+  for (int i = 0; i < 50; ++i) REQUIRE(round_trip(client.get(), batch));  // warm-up
+  bool ok = true;
+  const std::size_t counted = allocations_on_shards(rt, [&] {
+    for (int i = 0; i < 500 && ok; ++i) ok = round_trip(client.get(), batch);
+  });
+  CHECK(ok);
+  MESSAGE("allocations for 8,000 requests (4,000 asks across shards): " << counted);
+  CHECK(counted == 0);
+  client.reset();
+  rt.stop();
+  rt.wait();
+}
 
 TEST_CASE("connection: echoing 2,000 messages allocates nothing on the shard in the steady state") {
   using namespace ringshard;

@@ -579,7 +579,7 @@ std::vector<std::string> bodies(std::string_view bytes) {
 using Bodies = std::vector<std::string>;
 }  // namespace
 
-TEST_CASE("http session: nothing is dispatched while the output is congested; resume() answers in order") {
+TEST_CASE("http session: nothing is dispatched while the output is congested, and resume() answers in order") {
   DeferredFixture f;
   f.out.congestion = true;
   f.session->feed(gets(1, "/now/1") + gets(1, "/now/2"));
@@ -615,7 +615,7 @@ TEST_CASE("http session: nothing is dispatched while the output is congested; re
   CHECK(f.out.flushes.size() == 2);
 }
 
-TEST_CASE("http session: a response that congests the output still goes out whole; later requests wait") {
+TEST_CASE("http session: a response that congests the output still goes out whole, and later requests wait") {
   DeferredFixture f;
   f.session->feed(gets(1, "/congest/1") + gets(1, "/now/2") + gets(1, "/congest/3") + gets(1, "/now/4") +
                   "GET /now/5 HTTP/1.1\r\nHo");

@@ -2,6 +2,7 @@
 // IPv6 and Unix sockets, client connect, close reasons, timeouts, no fd leaks.
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -18,61 +19,19 @@
 #include <thread>
 #include <vector>
 
-#include "ringshard/net/listener.hpp"
-#include "support.hpp"
+#include "net/net_support.hpp"
 
 using namespace ringshard;
 using namespace ringshard::net;
 using namespace std::chrono_literals;
 using test::Fd;
+using test::connect_to;
+using test::eventually;
+using test::opts;
+using test::read_exactly;
+using test::sees_close;
 
 namespace {
-
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(30)) {
-  return test::eventually(done, limit);
-}
-
-RuntimeOptions opts(unsigned shards) {
-  RuntimeOptions o;
-  o.shards = shards;
-  return o;
-}
-
-Fd connect_to(const Address& a) {
-  Fd s(::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(s.get() >= 0);
-  REQUIRE(::connect(s.get(), a.get(), a.length()) == 0);
-  return s;
-}
-
-// Reads exactly n bytes or fails after a deadline.
-std::string read_exactly(int fd, std::size_t n, std::chrono::milliseconds limit = 5000ms) {
-  std::string out;
-  const auto end = Clock::now() + limit;
-  char buf[65536];
-  while (out.size() < n) {
-    pollfd p{fd, POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
-    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-    const ssize_t r = ::read(fd, buf, std::min(sizeof buf, n - out.size()));
-    if (r <= 0) break;
-    out.append(buf, static_cast<std::size_t>(r));
-  }
-  return out;
-}
-
-// True when the peer closed: read returns 0 (or a reset) within the limit.
-bool sees_close(int fd, std::chrono::milliseconds limit = 5000ms) {
-  const auto end = Clock::now() + limit;
-  char buf[4096];
-  while (Clock::now() < end) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    const ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r == 0 || (r < 0 && errno == ECONNRESET)) return true;
-  }
-  return false;
-}
 
 struct Echo : Connection<Echo> {
   void on_data(std::span<const std::byte> bytes) override { send(bytes); }
@@ -218,7 +177,7 @@ TEST_CASE("least-connections keeps shards within 1.2x after 2,000 connections of
   }
 }
 
-TEST_CASE("close flushes, abort does not; peer close and reset are reported with their reason") {
+TEST_CASE("close flushes, abort does not, and peer close and reset are reported with their reason") {
   Runtime rt(opts(2));
   rt.start();
   CloseLog log;
@@ -313,7 +272,7 @@ TEST_CASE("client connect from a shard talks to a listener, and a refused connec
   REQUIRE(eventually([&] { return state2.load() == 3; }));
 }
 
-TEST_CASE("a client stopped while its connect is pending is cancelled and freed; so is one left at shutdown") {
+TEST_CASE("a client stopped while its connect is pending is cancelled and freed, and so is one left at shutdown") {
   // A listener whose accept queue is full drops further SYNs: connects to it
   // stay pending (the kernel retries the SYN for minutes).
   Fd full = test::listen_loopback(0);
@@ -349,7 +308,7 @@ TEST_CASE("a client stopped while its connect is pending is cancelled and freed;
   CHECK(test::open_fd_count() <= fds_before);
 }
 
-TEST_CASE("a client that never reads pauses reception and bounds the server's queue; others are served") {
+TEST_CASE("a client that never reads pauses reception and bounds the server's queue, and others are served") {
   Runtime rt(opts(1));
   rt.start();
   std::atomic<std::size_t> max_pending{0};
@@ -407,4 +366,33 @@ TEST_CASE("1,000 connections opened and dropped at once leave no fd behind") {
   Fd c = connect_to(l.address());
   REQUIRE(::write(c.get(), "ok", 2) == 2);
   CHECK(read_exactly(c.get(), 2) == "ok");
+}
+
+namespace {
+
+struct NagleProbe : Connection<NagleProbe> {
+  std::atomic<int>* seen;
+  explicit NagleProbe(std::atomic<int>* s) : seen(s) {}
+  void on_open() override {
+    int v = -1;
+    socklen_t len = sizeof v;
+    seen->store(::getsockopt(fd(), IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 ? v : -2);
+  }
+  void on_data(std::span<const std::byte>) override {}
+};
+
+}  // namespace
+
+TEST_CASE("accepted TCP connections have TCP_NODELAY unless the options turn it off") {
+  Runtime rt(opts(1));
+  rt.start();
+  for (const bool nodelay : {true, false}) {
+    std::atomic<int> seen{-1};
+    ListenOptions o;
+    o.connection.nodelay = nodelay;
+    auto l = listen<NagleProbe>(rt, o, &seen);
+    Fd s = connect_to(l.address());
+    REQUIRE(eventually([&] { return seen.load() != -1; }, 5s));
+    CHECK((seen.load() != 0) == nodelay);
+  }
 }

@@ -17,8 +17,11 @@
 // appended to the backlog, unparsed, and resume() carries on from there.
 #include "ringshard/net/http/session.hpp"
 
+#include "ringshard/net/detail/ordered_slots.hpp"
+
 #include <llhttp.h>
 
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <utility>
@@ -46,7 +49,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   [[nodiscard]] bool mid_request() const noexcept { return in_message_ && !stopped_ && !paused_; }
   [[nodiscard]] bool paused() const noexcept { return paused_ && !stopped_ && !closed_; }
   [[nodiscard]] std::uint64_t requests() const noexcept { return requests_; }
-  [[nodiscard]] std::size_t pending() const noexcept { return ring_count_; }
+  [[nodiscard]] std::size_t pending() const noexcept { return slots_.size(); }
   [[nodiscard]] bool closing() const noexcept { return stopped_ || closed_; }
 
  private:
@@ -62,6 +65,11 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
     bool closes = false;
     bool send_continue = false;  // write "100 Continue" right after this response
     std::string bytes;
+    void reset() noexcept {
+      info = Info{};
+      ready = closes = send_continue = false;
+      bytes.clear();  // keeps its capacity for the next response
+    }
   };
   struct Span {
     std::uint32_t name_off = 0, name_len = 0, value_off = 0, value_len = 0;
@@ -98,9 +106,6 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   void after_output();
   void flush_point();
 
-  Slot& push_slot();
-  void pop_slot() noexcept;
-  Slot* slot_for(std::uint64_t seq) noexcept;
 
   [[nodiscard]] bool http10() const noexcept { return parser_.http_major == 1 && parser_.http_minor == 0; }
 
@@ -124,10 +129,9 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
 
   // Output state.
   std::uint64_t next_seq_ = 0;  // sequence number of the next request (or error answer)
-  std::uint64_t head_seq_ = 0;  // sequence number of the oldest response not yet written
-  std::vector<Slot> ring_;      // size 0 or a power of two
-  std::size_t ring_head_ = 0;
-  std::size_t ring_count_ = 0;
+  // Responses owed, in request order, from the oldest not yet written (the
+  // same ring as net::ReplyQueue's).
+  net::detail::OrderedSlots<Slot> slots_;
   std::string scratch_;
   std::uint64_t requests_ = 0;
   bool in_feed_ = false;
@@ -437,7 +441,7 @@ void SessionCore::headers_done() {
   // Expect: 100-continue, when a body is to come (HTTP/1.1 only).
   if ((chunked || parser_.content_length > 0) && !http10()) {
     if (auto expect = r.header("expect"); expect && iequals(*expect, "100-continue")) {
-      if (ring_count_ == 0) {
+      if (slots_.empty()) {
         if (out_) {
           out_->write(continue_line);
           out_->flush();
@@ -445,7 +449,7 @@ void SessionCore::headers_done() {
         dirty_ = false;
       } else {
         // Behind a response still owed: goes out right after it.
-        ring_[(ring_head_ + ring_count_ - 1) & (ring_.size() - 1)].send_continue = true;
+        slots_.back().send_continue = true;
       }
     }
   }
@@ -471,7 +475,7 @@ void SessionCore::message_done() {
     }
     complete(seq, info, std::move(response));
   } else if (m.deferred) {
-    Slot& slot = push_slot();
+    Slot& slot = slots_.push().first;
     slot.info = info;
     try {
       (*m.deferred)(request_, Responder(weak_from_this(), seq));
@@ -505,16 +509,17 @@ void SessionCore::end_of_input() {
 
 // ---- output -----------------------------------------------------------------
 
-void SessionCore::complete(std::uint64_t seq, const Info& info, Response&& response) {
+void SessionCore::complete([[maybe_unused]] std::uint64_t seq, const Info& info, Response&& response) {
+  assert(seq == slots_.next_seq());  // answers are taken in request order
   const bool closes = !info.keep_alive || response.close;
   if (closes) stopped_ = true;
-  if (ring_count_ == 0) {
-    head_seq_ = seq + 1;
+  if (slots_.empty()) {
+    slots_.skip();  // seq is the oldest owed: it leaves at once
     serialize(scratch_, info, response);
     emit(scratch_, closes, false);
     trim(scratch_);
   } else {
-    Slot& slot = push_slot();
+    Slot& slot = slots_.push().first;
     slot.info = info;
     serialize(slot.bytes, info, response);
     slot.ready = true;
@@ -525,14 +530,14 @@ void SessionCore::complete(std::uint64_t seq, const Info& info, Response&& respo
 
 void SessionCore::answer(std::uint64_t seq, Response&& response) {
   if (closed_ || close_pending_) return;
-  Slot* slot = slot_for(seq);
+  Slot* slot = slots_.find(seq);
   if (!slot || slot->ready) return;
   const bool closes = !slot->info.keep_alive || response.close;
   if (response.close) stopped_ = true;
-  if (seq == head_seq_) {
+  if (seq == slots_.front_seq()) {
     serialize(scratch_, slot->info, response);
     const bool cont = slot->send_continue;
-    pop_slot();
+    slots_.pop();
     emit(scratch_, closes, cont);
     trim(scratch_);
     drain();
@@ -546,19 +551,18 @@ void SessionCore::answer(std::uint64_t seq, Response&& response) {
 }
 
 void SessionCore::drain() {
-  while (ring_count_ > 0 && !close_pending_) {
-    Slot& front = ring_[ring_head_];
+  while (!slots_.empty() && !close_pending_) {
+    Slot& front = slots_.front();
     if (!front.ready) break;
     emit(front.bytes, front.closes, front.send_continue);
     trim(front.bytes);
-    pop_slot();
+    slots_.pop();
   }
 }
 
 void SessionCore::after_output() {
-  if (close_pending_ && ring_count_ > 0) {  // nothing goes out after a closing response
-    ring_count_ = 0;
-    head_seq_ = next_seq_;
+  if (close_pending_ && !slots_.empty()) {  // nothing goes out after a closing response
+    slots_.clear();
   }
 }
 
@@ -576,7 +580,7 @@ void SessionCore::emit(std::string_view bytes, bool closes, bool send_continue) 
 
 void SessionCore::flush_point() {
   if (closed_ || !out_) return;
-  if (eof_ && ring_count_ == 0 && !paused()) close_pending_ = true;
+  if (eof_ && slots_.empty() && !paused()) close_pending_ = true;
   if (dirty_) {
     dirty_ = false;
     out_->flush();
@@ -621,37 +625,6 @@ void SessionCore::serialize(std::string& out, const Info& info, const Response& 
   else if (info.http10) out += "Connection: keep-alive\r\n";
   out += "\r\n";
   if (!info.head && !bodiless_status) out += r.body;
-}
-
-// ---- the ring of responses waiting for an earlier one ------------------------
-
-SessionCore::Slot& SessionCore::push_slot() {
-  if (ring_count_ == ring_.size()) {
-    std::vector<Slot> bigger(ring_.empty() ? 8 : ring_.size() * 2);
-    for (std::size_t i = 0; i < ring_count_; ++i)
-      bigger[i] = std::move(ring_[(ring_head_ + i) & (ring_.size() - 1)]);
-    ring_.swap(bigger);
-    ring_head_ = 0;
-  }
-  Slot& s = ring_[(ring_head_ + ring_count_) & (ring_.size() - 1)];
-  ++ring_count_;
-  s.info = Info{};
-  s.ready = false;
-  s.closes = false;
-  s.send_continue = false;
-  s.bytes.clear();
-  return s;
-}
-
-void SessionCore::pop_slot() noexcept {
-  ring_head_ = (ring_head_ + 1) & (ring_.size() - 1);
-  --ring_count_;
-  ++head_seq_;
-}
-
-SessionCore::Slot* SessionCore::slot_for(std::uint64_t seq) noexcept {
-  if (seq < head_seq_ || seq - head_seq_ >= ring_count_) return nullptr;
-  return &ring_[(ring_head_ + (seq - head_seq_)) & (ring_.size() - 1)];
 }
 
 }  // namespace detail

@@ -1,23 +1,39 @@
 // Connection actors: a socket owned by an actor on one shard.
 //
 //   struct Echo : ringshard::net::Connection<Echo> {
-//     void on_data(std::span<const std::byte> bytes) override { send(bytes); }
+//     void on_data(std::span<const std::byte>) override { send(keep_received()); }
 //   };
 //   auto listener = ringshard::net::listen<Echo>(runtime, {.address = Address::parse("127.0.0.1:0")});
 //
-// Reception is a multishot recv into the shard's provided-buffer ring: on_data
-// sees a span into the buffer, which goes back to the ring when on_data
-// returns. When the ring runs dry the connection falls back to one plain recv
-// into its own buffer, then re-arms, so no byte is lost and nothing stalls.
-// Sends are queued in order; one sendmsg is in flight per socket, gathering
-// up to 64 queued chunks; short sends continue. Above the high watermark of
-// unsent bytes reception pauses until the queue drains below the low one.
+// Reception is a multishot recv into the shard's receive ring (provided
+// buffers): on_data sees a span into the buffer, which goes back to the ring
+// when on_data returns, unless on_data keeps it (keep_received()), for
+// instance to send it on without a copy. When the ring runs dry the
+// connection falls back to one plain recv into its own buffer, then re-arms,
+// so no byte is lost and nothing stalls.
+//
+// Framed input: a protocol whose messages cross receive boundaries overrides
+// on_input instead of on_data. on_input sees every byte not consumed yet and
+// returns how many it consumed (0: wait for more); what is left is kept, with
+// one amortised copy, up to ConnectionOptions::max_input_bytes.
+//
+// Sends are queued in order: an owned string, a copy, a SharedBuffer, a kept
+// RecvBuffer, or caller-owned memory with a SendDone. The queue's entries
+// never move while queued, so the kernel always reads live memory. One
+// sendmsg is in flight per socket, gathering up to 64 queued entries; short
+// sends continue; what several handlers queue in one turn leaves in one send.
+// Above the high watermark of unsent bytes reception pauses until the queue
+// drains below the low one. pause_reading()/resume_reading() pause it on the
+// application's behalf as well.
+//
+// Exceptions from any handler abort the connection with CloseReason::error
+// (one error line names the connection's type and the exception); the shard
+// and the other connections go on.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,6 +42,8 @@
 
 #include "ringshard/actors/actor.hpp"
 #include "ringshard/net/address.hpp"
+#include "ringshard/net/buffers.hpp"
+#include "ringshard/net/net_shard.hpp"
 
 namespace ringshard::net {
 
@@ -39,6 +57,7 @@ enum class CloseReason {
   read_timeout,    ///< nothing received within the read timeout
   connect_failed,  ///< a client connection could not be established
   shutdown,        ///< the shard is stopping
+  input_too_large, ///< buffered input passed ConnectionOptions::max_input_bytes
 };
 const char* to_string(CloseReason reason) noexcept;
 
@@ -48,11 +67,16 @@ struct ConnectionOptions {
   std::chrono::milliseconds idle_timeout{0};  ///< 0: none
   std::chrono::milliseconds read_timeout{0};  ///< 0: none
   bool nodelay = true;                   ///< TCP_NODELAY on TCP sockets
+  /// Received bytes kept unconsumed (framed input, or held while reading is
+  /// paused). Over it the connection closes with CloseReason::input_too_large.
+  std::size_t max_input_bytes = 1 << 20;
 };
 
 namespace detail {
 class Socket;
-}
+struct ReplyCore;
+}  // namespace detail
+class ReplyQueue;
 
 /// The non-template part of every connection: socket state and I/O.
 class ConnectionCore {
@@ -63,32 +87,70 @@ class ConnectionCore {
 
   /// Called once the socket is ready (accepted, or connected for a client).
   virtual void on_open() {}
-  /// Called for every chunk received; the bytes are valid until it returns.
-  virtual void on_data(std::span<const std::byte> bytes) = 0;
+  /// Called for every chunk received; the bytes are valid until it returns
+  /// (keep_received() keeps them). The default frames the input through
+  /// on_input.
+  virtual void on_data(std::span<const std::byte> bytes);
+  /// Framed input (used when on_data is not overridden): `bytes` are all the
+  /// bytes received and not consumed yet. Return how many were consumed; it
+  /// is called again with the rest while it consumes something and reading
+  /// is not paused. Return 0 to wait for more bytes. The default consumes
+  /// (discards) everything.
+  virtual std::size_t on_input(std::span<const std::byte> bytes) { return bytes.size(); }
   /// The peer shut down its sending side (a half-close, or the read side of a
   /// full close): nothing more will arrive, but sending still works. The
-  /// default closes once everything queued is sent; override it to finish
-  /// answering first, then close(). on_close then reports peer_closed.
-  virtual void on_peer_shutdown() { close(); }
+  /// default closes once every reply owed (open ReplyQueue slots, pending
+  /// asks of this actor) is answered and everything queued is sent; override
+  /// it to decide yourself. on_close then reports peer_closed.
+  virtual void on_peer_shutdown() { close_when_done(); }
   /// Unsent bytes dropped from above the high watermark to the low one
   /// (reception resumes at the same time).
   virtual void on_drain() {}
   /// Called once when the connection is over; the actor stops right after.
   virtual void on_close(CloseReason /*reason*/) {}
 
-  /// Queues a copy of `bytes` for sending.
+  // ---- sending (in order, whatever the form) ----
+  /// Queues a copy of `bytes`.
   void send(std::span<const std::byte> bytes);
   void send(std::string_view bytes) { send(std::as_bytes(std::span(bytes.data(), bytes.size()))); }
+  void send(const char* bytes) { send(std::string_view(bytes)); }
   /// Queues `bytes`, taking ownership (no copy).
   void send(std::string&& bytes);
+  /// Queues shared bytes (no copy); the buffer is released after the send.
+  void send(SharedBuffer bytes);
+  /// Queues a received buffer kept with keep_received() (no copy); it goes
+  /// back to the receive ring once sent.
+  void send(RecvBuffer&& bytes);
+  /// Queues caller-owned memory (no copy). `bytes` must stay valid and
+  /// unchanged until `done` runs (on this shard: sent, or dropped unsent
+  /// because the connection closed). `done` runs exactly once, also when the
+  /// connection is already closed (then at once, with false).
+  void send(std::span<const std::byte> bytes, SendDone done);
   /// An empty string to build the next send in, with the capacity of a
   /// recycled send buffer when the shard has one: build, then
   /// send(std::move(it)), and steady traffic allocates nothing.
   [[nodiscard]] std::string send_buffer() noexcept;
+
+  // ---- receiving ----
+  /// Inside on_data: keeps the buffer being delivered (no copy, unless the
+  /// receive ring runs low), for instance to send it on. Outside on_data, or
+  /// a second time for the same chunk: an empty RecvBuffer.
+  [[nodiscard]] RecvBuffer keep_received();
+  /// Stops receiving until resume_reading() (counted separately from the
+  /// automatic pause of backpressure). Bytes already on their way are kept
+  /// and delivered after resume_reading().
+  void pause_reading();
+  void resume_reading();
+  /// Received bytes kept and not consumed yet (framed input, or held while paused).
+  [[nodiscard]] std::size_t buffered_input() const noexcept { return input_.size() - input_offset_; }
+
   /// Sends what is queued, then closes.
   void close();
   /// Closes now, dropping what is queued.
   void abort();
+  /// Closes once every reply owed (open ReplyQueue slots and this actor's
+  /// pending asks) is answered and queued, and everything queued is sent.
+  void close_when_done();
 
   [[nodiscard]] bool is_open() const noexcept;
   [[nodiscard]] int fd() const noexcept;
@@ -96,7 +158,7 @@ class ConnectionCore {
   [[nodiscard]] const Address& peer() const;
   /// Bytes queued but not yet accepted by the kernel.
   [[nodiscard]] std::size_t pending_send_bytes() const noexcept;
-  /// Whether reception is paused by backpressure.
+  /// Whether reception is paused (by backpressure or by pause_reading()).
   [[nodiscard]] bool reading_paused() const noexcept;
   /// The errno behind CloseReason::error / peer_reset / connect_failed.
   [[nodiscard]] int last_error() const noexcept { return last_error_; }
@@ -116,19 +178,54 @@ class ConnectionCore {
   void start_io(actors::ActorBase& self);
   /// Called from on_stop: the actor is going away.
   void stop_io() noexcept;
+  /// A handler threw (logged already): abort with CloseReason::error.
+  void failed(std::exception_ptr error) noexcept;
+  /// One of the actor's asks completed: a half-closed connection may be done.
+  void ask_done() { check_done(); }
 
  private:
   friend class detail::Socket;
+  friend class ReplyQueue;
+  friend struct detail::ReplyCore;
   void closed_by_socket(CloseReason reason, int error);
+  // Inside a catch block: logs the exception as this connection's and aborts.
+  void handler_threw() noexcept;
+  // From the socket: received bytes, in order. True when the ring buffer was kept.
+  bool receive(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
+  void keep_input(std::span<const std::byte> bytes);
+  void drain_input();
+  void schedule_drain();
+  std::size_t frame(std::span<const std::byte> bytes);
+  void set_paused(unsigned bit, bool on);
+  void check_done();
+  [[nodiscard]] bool input_paused() const noexcept { return pause_bits_ != 0; }
+  [[nodiscard]] std::size_t owed() const noexcept;
+
+  static constexpr unsigned kPausedByUser = 1;
+  static constexpr unsigned kPausedByReplies = 2;
 
   detail::Socket* socket_ = nullptr;
   actors::ActorBase* actor_ = nullptr;
+  ReplyQueue* replies_ = nullptr;
   int pending_fd_ = -1;
   mutable Address peer_{};
   Address connect_to_{};
   ConnectionOptions options_{};
   int last_error_ = 0;
   bool close_reported_ = false;
+  bool close_when_done_ = false;
+  bool draining_ = false;
+  bool drain_posted_ = false;
+  unsigned pause_bits_ = 0;
+  std::size_t drained_ = 0;
+  // The chunk on_data is looking at, for keep_received().
+  std::span<const std::byte> current_{};
+  std::uint16_t current_bid_ = 0;
+  bool current_from_ring_ = false;
+  bool current_kept_ = false;
+  bool current_taken_ = false;
+  std::string input_;  // bytes kept, from input_offset_ on
+  std::size_t input_offset_ = 0;
 };
 
 /// Base of user connection actors: an Actor (typed messages from anywhere)
@@ -138,56 +235,10 @@ class Connection : public actors::Actor<Derived>, public ConnectionCore {
  public:
   void on_start() final { start_io(*this); }
   void on_stop() final { stop_io(); }
-};
 
-/// Per-shard networking state: the provided-buffer ring and live counters.
-class NetShard final : public ShardExtension {
- public:
-  static constexpr std::uint16_t kBufferGroup = 0x5253;  // "RS"
-  static NetShard& of(Shard& shard);
-
-  explicit NetShard(Shard& shard) : shard_(&shard) {}
-  ~NetShard() override;
-
-  /// Buffer count and size; set before the first connection on the shard.
-  static void configure_buffers(unsigned count, unsigned size) noexcept;
-
-  /// Live connections on this shard (read by listeners on other shards).
-  std::atomic<int> connections{0};
-  std::atomic<std::uint64_t> accepted{0};
-  std::atomic<std::uint64_t> closed{0};
-  std::atomic<std::uint64_t> buffer_fallbacks{0};
-
-  // Shard thread only.
-  void ensure_buffers();
-  [[nodiscard]] std::byte* buffer(std::uint16_t bid) noexcept { return memory_.get() + std::size_t{bid} * size_; }
-  [[nodiscard]] unsigned buffer_size() const noexcept { return size_; }
-  void give_back(std::uint16_t bid) noexcept;
-  /// Send-queue strings are recycled through the shard, so that a steady
-  /// stream of sends allocates nothing and idle connections keep no memory.
-  [[nodiscard]] std::string take_chunk() noexcept;
-  void recycle_chunk(std::string&& chunk) noexcept;
-  /// Sockets with new bytes to send are flushed together once the current
-  /// batch of work is done (a task on this shard's run queue, which runs
-  /// before the next submit): what several receives or handlers queued in
-  /// one turn leaves in one send.
-  void schedule_flush(detail::Socket* socket);
-  void cancel_flush(detail::Socket* socket) noexcept;
-
- private:
-  void run_flushes();
-  std::vector<detail::Socket*> flush_list_;
-  std::vector<detail::Socket*> flushing_;
-  bool flush_posted_ = false;
-  static constexpr std::size_t kMaxSpareChunkBytes = std::size_t{1} << 20;
-  static constexpr std::size_t kMaxSpareChunkCapacity = std::size_t{64} << 10;
-  Shard* shard_;
-  std::vector<std::string> spare_chunks_;
-  std::size_t spare_chunk_bytes_ = 0;
-  std::unique_ptr<uring::BufferRing> ring_;
-  std::unique_ptr<std::byte[]> memory_;
-  unsigned count_ = 0;
-  unsigned size_ = 0;
+ protected:
+  void on_failure(std::exception_ptr error) override { failed(error); }
+  void on_ask_done() override { ask_done(); }
 };
 
 }  // namespace ringshard::net

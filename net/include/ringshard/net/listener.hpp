@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string_view>
 #include <tuple>
 #include <vector>
@@ -38,6 +39,9 @@ struct ListenOptions {
   unsigned accept_shard = 0;  ///< where the listener runs (not with reuse_port)
   ConnectionOptions connection{};
   std::chrono::milliseconds emfile_pause{100};  ///< pause after EMFILE/ENFILE
+  /// The shape of every shard's receive ring, for shards that have not built
+  /// it yet (see NetShard::set_receive_buffers); unset: leave it as it is.
+  std::optional<ReceiveBuffers> receive_buffers{};
 };
 
 /// Creates a connection actor for an accepted socket, on the calling shard.

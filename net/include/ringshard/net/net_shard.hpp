@@ -1,0 +1,92 @@
+// Per-shard networking state: the receive ring (provided buffers shared by
+// every connection of the shard), send-queue memory recycled between
+// connections, the batched flush, and live counters other threads may read.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ringshard/framework/shard.hpp"
+#include "ringshard/framework/uring/buffer_ring.hpp"
+#include "ringshard/net/buffers.hpp"
+
+namespace ringshard::net {
+
+/// The shard's receive ring: `count` buffers of `size` bytes (count a power
+/// of two, at most 32768). Multishot receives of every connection on the
+/// shard draw from it.
+struct ReceiveBuffers {
+  unsigned count = 4096;
+  unsigned size = 4096;
+};
+
+namespace detail {
+struct NetShardState;
+}
+
+class NetShard final : public ShardExtension {
+ public:
+  static constexpr std::uint16_t kBufferGroup = 0x5253;  // "RS"
+  static NetShard& of(Shard& shard);
+
+  explicit NetShard(Shard& shard);
+  ~NetShard() override;
+
+  /// Sets the receive ring's shape; takes effect if the ring is not built yet
+  /// (it is built for the shard's first connection). Any thread. Throws
+  /// std::invalid_argument for a count that is not a power of two in
+  /// [1, 32768] or a size of 0.
+  void set_receive_buffers(const ReceiveBuffers& buffers);
+  [[nodiscard]] ReceiveBuffers receive_buffers() const noexcept;
+
+  /// Live connections on this shard (read by listeners on other shards).
+  std::atomic<int> connections{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> closed{0};
+  /// Receives that found the ring empty and fell back to a plain recv.
+  std::atomic<std::uint64_t> buffer_fallbacks{0};
+  /// keep_received() calls that copied because the ring was running low.
+  std::atomic<std::uint64_t> kept_copies{0};
+
+  // ---- shard thread only ----
+  void ensure_buffers();
+  [[nodiscard]] std::byte* buffer(std::uint16_t bid) noexcept { return memory_.get() + std::size_t{bid} * size_; }
+  [[nodiscard]] unsigned buffer_size() const noexcept { return size_; }
+  /// Ring buffers handed out and not given back yet.
+  [[nodiscard]] unsigned buffers_held() const noexcept { return held_; }
+  /// A received ring buffer becomes the application's (counted as held).
+  void took(std::uint16_t) noexcept { ++held_; }
+  void give_back(std::uint16_t bid) noexcept;
+  /// Keeps the received bytes of ring buffer `bid` in a RecvBuffer, or a
+  /// copy when the ring runs low (fewer than 1/8 of its buffers left), so
+  /// that kept buffers cannot starve the shard's receives.
+  [[nodiscard]] RecvBuffer keep(std::uint16_t bid, std::size_t size);
+  /// A RecvBuffer that owns heap memory (the fallback receive buffer).
+  [[nodiscard]] static RecvBuffer keep_heap(std::unique_ptr<std::byte[]> heap, std::size_t size) noexcept {
+    return RecvBuffer(std::move(heap), size);
+  }
+
+  /// Send-queue strings are recycled through the shard, so that a steady
+  /// stream of sends allocates nothing and idle connections keep no memory.
+  [[nodiscard]] std::string take_chunk() noexcept;
+  void recycle_chunk(std::string&& chunk) noexcept;
+
+  [[nodiscard]] detail::NetShardState& state() noexcept { return *state_; }
+  [[nodiscard]] Shard& shard() const noexcept { return *shard_; }
+
+ private:
+  Shard* shard_;
+  std::unique_ptr<detail::NetShardState> state_;
+  std::unique_ptr<uring::BufferRing> ring_;
+  std::unique_ptr<std::byte[]> memory_;
+  std::atomic<unsigned> want_count_{4096};
+  std::atomic<unsigned> want_size_{4096};
+  unsigned count_ = 0;
+  unsigned size_ = 0;
+  unsigned held_ = 0;
+};
+
+}  // namespace ringshard::net

@@ -1,0 +1,99 @@
+#include "ringshard/net/net_shard.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "socket.hpp"
+
+namespace ringshard::net {
+
+namespace {
+const unsigned kNetKey = Shard::register_extension_key();
+}  // namespace
+
+void RecvBuffer::release() noexcept {
+  if (net_ != nullptr) std::exchange(net_, nullptr)->give_back(bid_);
+  heap_.reset();
+  data_ = nullptr;
+  size_ = 0;
+}
+
+NetShard& NetShard::of(Shard& shard) {
+  return shard.extension<NetShard>(kNetKey, [&shard] { return std::make_unique<NetShard>(shard); });
+}
+
+NetShard::NetShard(Shard& shard) : shard_(&shard), state_(std::make_unique<detail::NetShardState>()) {}
+
+NetShard::~NetShard() = default;
+
+void NetShard::set_receive_buffers(const ReceiveBuffers& buffers) {
+  if (buffers.count == 0 || buffers.count > 32768 || (buffers.count & (buffers.count - 1)) != 0) {
+    throw std::invalid_argument("receive buffer count must be a power of two from 1 to 32768, not " +
+                                std::to_string(buffers.count));
+  }
+  if (buffers.size == 0) throw std::invalid_argument("receive buffer size must not be 0");
+  want_count_.store(buffers.count, std::memory_order_relaxed);
+  want_size_.store(buffers.size, std::memory_order_relaxed);
+}
+
+ReceiveBuffers NetShard::receive_buffers() const noexcept {
+  return ReceiveBuffers{want_count_.load(std::memory_order_relaxed), want_size_.load(std::memory_order_relaxed)};
+}
+
+void NetShard::ensure_buffers() {
+  if (ring_) return;
+  count_ = want_count_.load(std::memory_order_relaxed);
+  size_ = want_size_.load(std::memory_order_relaxed);
+  memory_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{count_} * size_);
+  ring_ = std::make_unique<uring::BufferRing>(shard_->reactor().ring(), count_, kBufferGroup);
+  for (unsigned i = 0; i < count_; ++i) {
+    ring_->add(buffer(static_cast<std::uint16_t>(i)), size_, static_cast<std::uint16_t>(i), static_cast<int>(i));
+  }
+  ring_->advance(static_cast<int>(count_));
+}
+
+void NetShard::give_back(std::uint16_t bid) noexcept {
+  --held_;
+  ring_->add(buffer(bid), size_, bid);
+  ring_->advance(1);
+}
+
+RecvBuffer NetShard::keep(std::uint16_t bid, std::size_t size) {
+  if (held_ + count_ / 8 >= count_) {  // running low: keep a copy, the buffer goes back
+    kept_copies.fetch_add(1, std::memory_order_relaxed);
+    auto heap = std::make_unique_for_overwrite<std::byte[]>(size);
+    std::memcpy(heap.get(), buffer(bid), size);
+    return RecvBuffer(std::move(heap), size);
+  }
+  return RecvBuffer(this, bid, buffer(bid), size);
+}
+
+std::string NetShard::take_chunk() noexcept {
+  auto& spare = state_->spare_chunks;
+  if (spare.empty()) return {};
+  std::string chunk = std::move(spare.back());
+  spare.pop_back();
+  state_->spare_chunk_bytes -= chunk.capacity();
+  return chunk;
+}
+
+void NetShard::recycle_chunk(std::string&& chunk) noexcept {
+  static constexpr std::size_t kMaxSpareChunkBytes = std::size_t{1} << 20;
+  static constexpr std::size_t kMaxSpareChunkCapacity = std::size_t{64} << 10;
+  const std::size_t capacity = chunk.capacity();
+  // Only heap-backed strings of a reasonable size are worth keeping, and only
+  // up to a bounded total: a burst of huge sends does not pin its memory.
+  if (capacity <= std::string().capacity() || capacity > kMaxSpareChunkCapacity ||
+      state_->spare_chunk_bytes + capacity > kMaxSpareChunkBytes) {
+    return;
+  }
+  try {
+    state_->spare_chunks.push_back(std::move(chunk));
+  } catch (...) {
+    return;
+  }
+  state_->spare_chunks.back().clear();
+  state_->spare_chunk_bytes += capacity;
+}
+
+}  // namespace ringshard::net

@@ -1,0 +1,150 @@
+// The socket of one connection and its operations in the kernel: the state
+// machine (connecting, open, closing, closed), multishot reception with the
+// plain-recv fallback, the send queue with one send in flight, timeouts.
+//
+// It outlives its connection actor when the actor goes away with operations
+// still in the kernel, and deletes itself once the last completion has
+// arrived and the fd is closed: memory an SQE points at (queued entries, the
+// gather array, the fallback buffer, the connect address) lives here.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ringshard/framework/reactor.hpp"
+#include "ringshard/net/connection.hpp"
+#include "send_queue.hpp"
+
+namespace ringshard::net::detail {
+
+/// Shard-local state of the net layer that no public header needs.
+struct NetShardState {
+  SendBlockPool blocks;
+  std::vector<Socket*> flush_list;
+  std::vector<Socket*> flushing;
+  bool flush_posted = false;
+  std::vector<std::string> spare_chunks;
+  std::size_t spare_chunk_bytes = 0;
+
+  /// Sockets with new bytes to send are flushed together once the current
+  /// batch of work is done (a task on the shard's run queue, which runs
+  /// before the next submit): what several receives or handlers queued in
+  /// one turn leaves in one send.
+  void schedule_flush(Shard& shard, Socket* socket);
+  void cancel_flush(Socket* socket) noexcept;
+  void run_flushes();
+};
+
+class Socket final : Timer {
+ public:
+  Socket(ConnectionCore* owner, Reactor& reactor, int fd, const ConnectionOptions& options);
+
+  void open();
+  void connect(const Address& target);
+
+  // Sending: each returns false when the socket no longer sends (the entry is
+  // then released at once).
+  void send(std::string&& bytes);
+  void send_copy(std::span<const std::byte> bytes);
+  void send(SharedBuffer&& bytes);
+  void send(RecvBuffer&& bytes);
+  void send(std::span<const std::byte> bytes, SendDone&& done);
+
+  void close(CloseReason reason);
+  void abort(CloseReason reason, int error = 0);
+  /// The owning actor is going away: finish without telling it.
+  void detach() noexcept;
+  /// Pauses or resumes reception for the application (not backpressure).
+  void set_user_paused(bool paused);
+
+  [[nodiscard]] std::string take_chunk() noexcept { return net_->take_chunk(); }
+  [[nodiscard]] NetShard& net() const noexcept { return *net_; }
+  /// NetShard's batched flush reached this socket.
+  void run_scheduled_flush();
+  [[nodiscard]] bool is_open() const noexcept { return state_ == State::open; }
+  [[nodiscard]] bool sending() const noexcept { return state_ == State::open || state_ == State::connecting; }
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] std::size_t pending() const noexcept { return pending_; }
+  [[nodiscard]] bool paused() const noexcept { return paused_ || user_paused_; }
+  [[nodiscard]] bool peer_shut() const noexcept { return peer_shut_; }
+  void set_options(const ConnectionOptions& o);
+
+ private:
+  enum class State { connecting, open, closing, closed };
+  [[nodiscard]] bool timed() const noexcept {
+    return options_.idle_timeout.count() != 0 || options_.read_timeout.count() != 0;
+  }
+  // One completion type per operation, each bound to its handler.
+  template <void (Socket::*Handler)(const io_uring_cqe&)>
+  struct Op final : Completion {
+    Socket* self = nullptr;
+    void complete(const io_uring_cqe& cqe) override { (self->*Handler)(cqe); }
+  };
+
+  void arm_recv();
+  void stop_reading();
+  void deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
+  void on_recv(const io_uring_cqe& cqe);
+  void peer_shutdown();
+  void start_fallback();
+  void on_fallback(const io_uring_cqe& cqe);
+
+  void schedule_flush();
+  void after_queue_grew(std::size_t bytes);
+  void flush();
+  void on_send(const io_uring_cqe& cqe);
+  void on_connected(const io_uring_cqe& cqe);
+
+  void maybe_finish();
+  void on_closed(const io_uring_cqe& cqe);
+  void maybe_delete();
+
+  void arm_timer();
+  void fire() override;
+
+  static constexpr std::size_t kMaxIov = 64;
+  static constexpr std::size_t kFallbackSize = 16 * 1024;
+
+  ConnectionCore* owner_;
+  Reactor* reactor_;
+  NetShard* net_;
+  int fd_;
+  ConnectionOptions options_;
+  State state_ = State::open;
+  CloseReason reason_ = CloseReason::closed;
+  int error_ = 0;
+  unsigned ops_ = 0;
+  bool recv_armed_ = false;
+  bool recv_cancelled_ = false;
+  bool paused_ = false;       // backpressure
+  bool user_paused_ = false;  // the application
+  bool send_in_flight_ = false;
+  bool aborting_ = false;
+  bool close_submitted_ = false;
+  bool peer_shut_ = false;
+  bool flush_pending_ = false;  // in the shard's flush list
+  std::size_t pending_ = 0;
+  std::size_t in_flight_entries_ = 0;
+  SendQueue queue_;
+  struct Gather {
+    iovec iov[kMaxIov];
+    msghdr msg;
+  };
+  std::unique_ptr<Gather> gather_;
+  Clock::time_point last_read_{};
+  Clock::time_point last_activity_{};
+  Address target_{};
+  std::unique_ptr<std::byte[]> fallback_buf_;
+  Op<&Socket::on_recv> recv_;
+  Op<&Socket::on_fallback> fallback_;
+  Op<&Socket::on_send> send_;
+  Op<&Socket::on_closed> close_;
+  Op<&Socket::on_connected> connect_;
+};
+
+}  // namespace ringshard::net::detail
