@@ -26,13 +26,14 @@
 // interrupted (SIGINT/SIGTERM ended the run early; the figures cover the
 // time measured until then).
 //
-// The steady state costs no allocation and no copy on the sending side.
-// ConnectionCore::send() would copy every message into a queued string, so
-// each connection sends straight out of one shared, read-only pattern buffer
-// with its own io_uring send on the connection's socket (see pump()), and the
-// echo is compared with that same buffer. Reception is the connection actor's
-// multishot recv into the shard's provided buffers. One clock read per batch
-// of completed messages times them and stamps the messages sent in their place.
+// The steady state costs no allocation and no copy on the sending side:
+// every connection sends through its connection actor's send queue, as
+// caller-owned memory (ConnectionCore::send(span, SendDone)) pointing into one
+// shared, read-only pattern buffer that outlives the runtime (see pump()), and
+// the echo is compared with that same buffer. Reception is the connection
+// actor's multishot recv into the shard's provided buffers. One clock read per
+// batch of completed messages times them and stamps the messages sent in their
+// place.
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -317,12 +318,18 @@ class LoadConnection final : public net::Connection<LoadConnection> {
     const std::size_t offset = static_cast<std::size_t>((std::uint64_t{index} * 0x9e3779b1u) % kPeriod);
     send_offset_ = recv_offset_ = offset;
     message_left_ = size_;
+    // Reception never pauses for unsent bytes: they are bounded by depth x
+    // size anyway (a message goes out only when one came back), and the echo
+    // must keep being read, or a server blocked on sending it back would stop
+    // reading what is queued here.
+    net::ConnectionOptions options;
+    options.high_watermark = std::numeric_limits<std::size_t>::max();
+    options.low_watermark = std::numeric_limits<std::size_t>::max();
+    set_options(options);
   }
 
   void on_open() override {
     opened_ = true;
-    // Lockstep messages that fit one send need no send completion (below).
-    untracked_sends_ = depth_ == 1 && size_ <= kMaxSpan && reactor().ring().has_feature(IORING_FEAT_CQE_SKIP);
     run_->live.fetch_add(1, std::memory_order_relaxed);
     run_->states[index_].store(kOpen, std::memory_order_relaxed);
     run_->connected.fetch_add(1, std::memory_order_release);
@@ -339,7 +346,7 @@ class LoadConnection final : public net::Connection<LoadConnection> {
   void on_data(std::span<const std::byte> bytes) override {
     if (failed_) return;
     std::size_t n = bytes.size();
-    if (received_ + n > sent_ + in_flight_) {
+    if (received_ + n > queued_) {
       fail("the server sent more bytes than it was sent");
       return;
     }
@@ -382,17 +389,6 @@ class LoadConnection final : public net::Connection<LoadConnection> {
     pump();
   }
 
-  void on_message(const actors::IoResult& r) {
-    in_flight_ = 0;
-    if (failed_) return;
-    if (r.res <= 0) {
-      fail("send failed", r.res < 0 ? -r.res : EPIPE);
-      return;
-    }
-    advance_sent(static_cast<std::size_t>(r.res));
-    pump();
-  }
-
   void on_message(const GiveUp&) {
     if (opened_ || fd() < 0) return;
     gave_up_ = true;                   // counted as timed out, not as failed
@@ -419,37 +415,23 @@ class LoadConnection final : public net::Connection<LoadConnection> {
   }
 
  private:
-  // One send in flight at a time, straight from the pattern buffer: what is
-  // due and not yet sent, up to kMaxSpan bytes.
-  //
-  // In lockstep the next message is due only once every byte sent before has
-  // come back, which proves the previous send finished: such a send needs no
-  // completion at all. It goes out with MSG_WAITALL (io_uring itself retries
-  // a short send on a stream socket) and IOSQE_CQE_SKIP_SUCCESS (no CQE
-  // unless it fails; a failure also ends the echo, which the receiving side
-  // reports). That saves a CQE, a task and often a loop turn per message.
-  // Deeper pipelines wait for each send's completion before the next one.
+  // Queues what is due and not queued yet, straight from the pattern buffer:
+  // no copy, and nothing to free, since the pattern outlives the runtime (so
+  // the SendDone has nothing to do, and must not touch this actor, which may
+  // be gone when a send it queued is dropped). An entry is at most kMaxSpan
+  // bytes, one contiguous slice of the pattern; the connection gathers what is
+  // queued into one sendmsg and continues short sends. The same pattern bytes
+  // may be queued several times at once (depth > 1): the memory is read-only.
+  // A failed send closes the connection, which on_close reports.
   void pump() {
-    if (in_flight_ != 0 || sent_ == due_ || failed_ || !is_open()) return;
-    const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(due_ - sent_, kMaxSpan));
-    const std::byte* from = run_->pattern->at(send_offset_);
-    const int fd = this->fd();
-    if (untracked_sends_ && received_ == sent_) {
-      reactor().submit_detached([fd, from, len](io_uring_sqe* sqe) {
-        uring::prep_send(sqe, fd, uring::ConstBuffer(from, len), MSG_NOSIGNAL | MSG_WAITALL);
-        uring::sqe_add_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
-      });
-      advance_sent(len);
-      return;
+    if (failed_ || !is_open()) return;
+    while (queued_ < due_) {
+      const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(due_ - queued_, kMaxSpan));
+      send(std::span<const std::byte>(run_->pattern->at(send_offset_), len), net::SendDone([](bool) {}));
+      queued_ += len;
+      send_offset_ += len;
+      if (send_offset_ >= kPeriod) send_offset_ -= kPeriod;
     }
-    in_flight_ = len;
-    io(0, [fd, from, len](io_uring_sqe* sqe) { uring::prep_send(sqe, fd, uring::ConstBuffer(from, len), MSG_NOSIGNAL); });
-  }
-
-  void advance_sent(std::size_t n) noexcept {
-    sent_ += n;
-    send_offset_ += n;
-    if (send_offset_ >= kPeriod) send_offset_ -= kPeriod;
   }
 
   // `data` (len bytes, stream position `position`) differs from the pattern.
@@ -477,15 +459,13 @@ class LoadConnection final : public net::Connection<LoadConnection> {
   std::unique_ptr<Nanos[]> stamps_;  // send time of the messages in flight, by slot
   unsigned slot_ = 0;                // slot of the oldest message in flight
   std::uint64_t due_ = 0;            // stream bytes that should have been sent by now
-  std::uint64_t sent_ = 0;           // stream bytes the kernel took
+  std::uint64_t queued_ = 0;         // stream bytes queued for sending
   std::uint64_t received_ = 0;       // stream bytes echoed and checked
-  std::size_t in_flight_ = 0;        // bytes of the send in flight (0: none)
-  std::size_t send_offset_ = 0;      // pattern offset of stream byte sent_
+  std::size_t send_offset_ = 0;      // pattern offset of stream byte queued_
   std::size_t recv_offset_ = 0;      // pattern offset of stream byte received_
   std::size_t message_left_ = 0;     // bytes still to come of the oldest message
   bool opened_ = false;
   bool failed_ = false;
-  bool untracked_sends_ = false;
   bool gave_up_ = false;
 };
 
