@@ -2,7 +2,7 @@
 # Builds ringshard and runs its tests, the way CI does:
 #   gcc    g++ 12, warnings as errors, RelWithDebInfo, in build/: build, ctest
 #   asan   g++ with AddressSanitizer + UBSan, in build-asan/: build, ctest
-#   tsan   g++ with ThreadSanitizer, in build-tsan/: the framework and actors suites
+#   tsan   g++ with ThreadSanitizer, in build-tsan/: the framework, actors and net (+ http) suites
 #   clang  clang++ 14, warnings as errors, in build-clang/: build only
 #          (skipped with RINGSHARD_SKIP_CLANG=1)
 # Stops at the first failure and prints one summary line per stage.
@@ -113,15 +113,15 @@ stage_asan() {
   [ $leaks = 1 ] || stage_note+=", WITHOUT leak checks (no ptrace)"
 }
 
-# ---- ThreadSanitizer: the threaded layers (shards, mailboxes, actors) ---------
+# ---- ThreadSanitizer: the threaded layers (shards, mailboxes, actors, connections) --
 # moodycamel's queue publishes elements through standalone fences, which TSan
 # does not model: tests/tsan.supp silences exactly those reports.
 stage_tsan() {
   configure build-tsan gcc g++ -DRINGSHARD_SANITIZE=thread -DRINGSHARD_BUILD_PERF=OFF \
     -DRINGSHARD_BUILD_SAMPLES=OFF
-  cmake --build build-tsan --target ringshard-test-framework ringshard-test-actors
+  cmake --build build-tsan --target ringshard-test-framework ringshard-test-actors ringshard-test-net
   TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp" \
-    ctest --test-dir build-tsan -R '^(framework|actors):' --output-on-failure -j2 | tee build-tsan/ctest.log
+    ctest --test-dir build-tsan -R '^(framework|actors|net):' --output-on-failure -j2 | tee build-tsan/ctest.log
   stage_note="build-tsan/: $(ctest_counts build-tsan/ctest.log)"
 }
 

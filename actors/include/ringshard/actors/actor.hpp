@@ -638,6 +638,9 @@ class Actor : public ActorBase {
 
   /// Starts an operation on this shard's ring; prep(io_uring_sqe*) fills the SQE.
   /// The completion arrives as on_message(const IoResult&) with `tag`.
+  /// Memory the SQE points at (buffers, iovecs, addresses, timespecs) must
+  /// stay where it is until the final IoResult (more() false) arrives: keep
+  /// it in the actor, and cancel_io() before freeing it early.
   template <class Prep>
   IoId io(std::uint64_t tag, Prep&& prep) {
     return start_io(tag, &deliver_io, std::forward<Prep>(prep), false, std::chrono::nanoseconds::zero());
