@@ -319,12 +319,12 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
     const bool idle = run_queue_.empty() && inbox_.size_approx() == 0 && dirty_outboxes_.empty();
     if (idle && reactor_->in_flight() == 0) break;
     if (stop_deadline_.expired) {
-      RINGSHARD_LOG_WARN("stop timeout: leaving {} operations in flight and {} tasks", reactor_->in_flight(),
+      RINGSHARD_LOG_WARN("stop timeout: {} operations in flight and {} tasks left: cancelling", reactor_->in_flight(),
                          run_queue_.size());
       break;
     }
     if (rt.hurry_.load(std::memory_order_relaxed)) {
-      RINGSHARD_LOG_WARN("stop cut short: leaving {} operations in flight and {} tasks", reactor_->in_flight(),
+      RINGSHARD_LOG_WARN("stop cut short: {} operations in flight and {} tasks left: cancelling", reactor_->in_flight(),
                          run_queue_.size());
       break;
     }
@@ -344,6 +344,24 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
         }
       }
     }
+  }
+  if (!failed && reactor_->in_flight() > 0) {
+    // The stop gave up waiting (deadline, or a second signal), but memory the
+    // kernel holds for an operation (a socket's send queue, a kept buffer)
+    // is released by that operation's final CQE. Cancel everything once more
+    // and collect the cancellations, which take microseconds, for at most
+    // 100 ms; what is still in flight after that (uncancellable file I/O) is
+    // left to the ring's teardown.
+    StopDeadline last;
+    reactor_->cancel_all();
+    reactor_->schedule(last, std::chrono::milliseconds(100));
+    try {
+      while (reactor_->in_flight() > 0 && !last.expired) reactor_->run_once(true);
+    } catch (...) {
+      log_current_exception("the last collection of cancelled operations");
+    }
+    reactor_->cancel(last);
+    if (reactor_->in_flight() > 0) RINGSHARD_LOG_WARN("{} operations still in flight at exit", reactor_->in_flight());
   }
   reactor_->cancel(stop_deadline_);
   reactor_->cancel(cancel_sweep_);
