@@ -1,7 +1,8 @@
 // ringshard-http: the sharded HTTP/1.1 server sample.
 //
 //   ringshard-http [--host 127.0.0.1] [--port 0] [--shards N] [--policy round-robin|least-connections|reuse-port]
-//                  [--max-body BYTES]
+//                  [--max-body BYTES] [--header-timeout MS] [--keepalive-timeout MS] [--request-timeout MS]
+//                  [--send-timeout MS] [--linger-time MS] [--linger-timeout MS] [--stop-timeout MS]
 //
 //   GET  /plaintext  Hello, World!
 //   GET  /json       {"message":"Hello, World!"}
@@ -9,14 +10,29 @@
 //   GET  /stats      per-shard live connections and requests served, as JSON
 //   GET  /visits     a visit counter kept by one actor on shard 0: the handler
 //                    asks it and answers later, without blocking its shard
-//   GET  /bytes?n=N  N bytes of 'x' (at most 64 MiB): for large-response tests
+//   GET  /bytes?n=N  N bytes of 'x' (at most 64 MiB), streamed: written 64 KiB
+//                    at a time as the connection drains, from one shared
+//                    buffer, so a client that does not read costs the server
+//                    no more than the connection's high watermark (1 MiB)
 //
-// --request-timeout MS closes a connection whose request does not complete
-// within MS milliseconds of its first byte (default 10000).
+// Timeouts (milliseconds, 0 turns one off; see http::ServerOptions):
+//   --header-timeout     a request head complete within this of the connection
+//                        being ready for it (opened, or the last response sent) (10000)
+//   --keepalive-timeout  an idle keep-alive connection is closed after this (5000)
+//   --request-timeout    a request complete within this of its first byte (10000)
+//   --send-timeout       a client that takes no response byte for this long is
+//                        cut off (30000)
+//   --linger-time, --linger-timeout
+//                        a connection the server closes (after a 413, say) reads
+//                        and discards what the client still sends for at most
+//                        this long in all, and this long without input (5000, 2000)
+//   --stop-timeout       SIGINT/SIGTERM: the whole stop within this (2000)
 //
 // The first line on stdout is `listening on HOST:PORT`; SIGINT/SIGTERM stop it.
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -56,17 +72,35 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
     body += "]}";
     return http::Response::json(200, std::move(body));
   });
-  router->get("/bytes", [](http::Request& req) {
+  // The body is produced as the connection drains: each call writes shared
+  // 64 KiB pieces of one buffer (no copy) while the connection takes more,
+  // and the stream ends by itself at n bytes (the Content-Length).
+  static const net::SharedBuffer pattern = [] {
+    net::SharedBuffer b(64 * 1024);
+    std::memset(b.writable().data(), 'x', b.size());
+    return b;
+  }();
+  router->get("/bytes", [](http::Request& req, http::Responder respond) {
     std::size_t n = 0;
     if (req.query.rfind("n=", 0) == 0) {
       const std::string_view digits = req.query.substr(2);
       const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
       if (error != std::errc() || end != digits.data() + digits.size()) {
-        return http::Response::text(400, "n must be a number of bytes\n");
+        return respond(http::Response::text(400, "n must be a number of bytes\n"));
       }
     }
-    if (n > (std::size_t{64} << 20)) return http::Response::text(400, "n too large\n");
-    return http::Response::text(200, std::string(n, 'x'));
+    if (n > (std::size_t{64} << 20)) return respond(http::Response::text(400, "n too large\n"));
+    respond.stream(http::Response::text(200, {}), n, [n](http::BodyStream& body) {
+      while (body.ready()) {
+        const std::size_t left = n - body.written();
+        if (left >= pattern.size()) {
+          body.write(pattern);
+        } else {
+          body.write(std::string_view(reinterpret_cast<const char*>(pattern.bytes().data()), left));
+          break;  // the last piece: the stream has ended
+        }
+      }
+    });
   });
   router->get("/visits", [visits](http::Request&, http::Responder respond) {
     actors::ask(visits, Visit{}, [respond = std::move(respond)](actors::AskResult<std::uint64_t> n) mutable {
@@ -84,6 +118,7 @@ int main(int argc, char** argv) {
   unsigned port = 0;
   net::ListenOptions listen;
   http::ServerOptions server;
+  std::chrono::milliseconds stop_timeout{2000};
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -94,7 +129,13 @@ int main(int argc, char** argv) {
       else if (arg == "--shards") continue;  // read by shards_from_args
       else if (arg == "--policy") listen.policy = net::parse_policy(value);
       else if (arg == "--max-body") server.limits.max_body_bytes = std::stoul(value);
+      else if (arg == "--header-timeout") server.header_timeout = std::chrono::milliseconds(std::stoul(value));
+      else if (arg == "--keepalive-timeout") server.keepalive_timeout = std::chrono::milliseconds(std::stoul(value));
       else if (arg == "--request-timeout") server.request_timeout = std::chrono::milliseconds(std::stoul(value));
+      else if (arg == "--send-timeout") server.send_timeout = std::chrono::milliseconds(std::stoul(value));
+      else if (arg == "--linger-time") server.linger_time = std::chrono::milliseconds(std::stoul(value));
+      else if (arg == "--linger-timeout") server.linger_timeout = std::chrono::milliseconds(std::stoul(value));
+      else if (arg == "--stop-timeout") stop_timeout = std::chrono::milliseconds(std::stoul(value));
       else throw std::invalid_argument("unknown argument " + arg);
     }
     listen.address = host.find(':') != std::string::npos ? net::Address::ipv6(host, static_cast<std::uint16_t>(port))
@@ -102,13 +143,16 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr,
                  "ringshard-http: %s\nusage: ringshard-http [--host H] [--port P] [--shards N] "
-                 "[--policy round-robin|least-connections|reuse-port] [--max-body BYTES] [--request-timeout MS]\n",
+                 "[--policy round-robin|least-connections|reuse-port] [--max-body BYTES] [--header-timeout MS] "
+                 "[--keepalive-timeout MS] [--request-timeout MS] [--send-timeout MS] [--linger-time MS] "
+                 "[--linger-timeout MS] [--stop-timeout MS]\n",
                  e.what());
     return 2;
   }
   try {
     RuntimeOptions options;
     options.shards = shards_from_args(argc, argv);
+    options.stop_timeout = stop_timeout;
     Runtime runtime(options);
     runtime.start();
     auto visits = actors::spawn<Visits>(runtime, 0);

@@ -189,6 +189,15 @@ unsigned Shard::drain_inbox() {
     for (;;) {
       try {
         for (; i < n; ++i) {
+          if (out_of_time()) [[unlikely]] {
+            // A stop's deadline passed before it began: the rest of the
+            // batch is set aside, not run.
+            const auto ran = total + static_cast<unsigned>(i);
+            for (; i < n; ++i) set_aside_.push_back(std::move(drain_buffer_[i]));
+            stats_.remote_tasks_received += total + static_cast<unsigned>(n);
+            stats_.tasks_run += ran;
+            return ran;
+          }
           drain_buffer_[i]();
           drain_buffer_[i].reset();
         }
@@ -212,6 +221,7 @@ unsigned Shard::run_local(std::size_t budget) {
   for (;;) {
     try {
       while (!run_queue_.empty() && ran < budget) {
+        if (out_of_time()) [[unlikely]] break;
         ++ran;
         run_queue_.run_front();  // the task is out of the queue before it runs
       }
@@ -234,12 +244,32 @@ bool Shard::can_sleep() noexcept {
   return true;
 }
 
+bool Shard::past_stop_deadline() const noexcept { return Clock::now() >= stop_deadline(); }
+
+bool Shard::out_of_time() const noexcept {
+  return stop_requested_.load(std::memory_order_relaxed) && !stopping_ && past_stop_deadline();
+}
+
+Clock::time_point Shard::stop_deadline() const noexcept {
+  const Clock::rep d = runtime_->stop_deadline_.load(std::memory_order_acquire);
+  return d == 0 ? Clock::time_point::max() : Clock::time_point(Clock::duration(d));
+}
+
 void Shard::turn() {
   ++stats_.loop_turns;
   if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) {
-    // Work posted before stop() was called is delivered before anything stops.
+    // Work posted before stop() was called is delivered before anything
+    // stops, as long as the stop's deadline allows: stop_timeout bounds the
+    // whole stop, the tasks queued included (both task loops stop at the
+    // deadline once a stop is asked for).
     drain_inbox();
-    while (!run_queue_.empty()) run_local(kLocalBudget);
+    while (!run_queue_.empty() && !past_stop_deadline() && !runtime_->hurry_.load(std::memory_order_relaxed)) {
+      run_local(kLocalBudget);
+    }
+    // Out of time: the work still queued is set aside (destroyed with the
+    // shard, never run); what the stop itself posts from here on (cleanup
+    // after cancellations) runs.
+    while (!run_queue_.empty()) set_aside_.push_back(run_queue_.pop_front());
     begin_stop();
   }
   drain_inbox();
@@ -264,7 +294,7 @@ void Shard::begin_stop() {
   }
   if (wake_watch_) wake_watch_->stop();
   reactor_->cancel_all();
-  reactor_->schedule(stop_deadline_, stop_timeout_);
+  reactor_->schedule(stop_deadline_, stop_deadline());  // counted from the request, not from here
   cancel_sweep_.shard = this;
   reactor_->schedule(cancel_sweep_, std::chrono::milliseconds(20));
 }
@@ -276,7 +306,7 @@ void Shard::CancelSweep::fire() {
   r.schedule(*this, std::chrono::milliseconds(20));
 }
 
-void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
+void Shard::thread_main() {
   tl_current_ = this;
   set_log_shard(static_cast<int>(id_));
   Runtime& rt = *runtime_;
@@ -301,7 +331,6 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
   rt.ready_.fetch_add(1);
   rt.ready_.notify_all();
 
-  stop_timeout_ = stop_timeout;
   busy_poll_ = rt.options_.busy_poll;
   bool failed = false;
   for (;;) {
@@ -345,18 +374,24 @@ void Shard::thread_main(std::chrono::milliseconds stop_timeout) {
       }
     }
   }
-  if (!failed && reactor_->in_flight() > 0) {
+  if (!failed && (reactor_->in_flight() > 0 || !run_queue_.empty())) {
     // The stop gave up waiting (deadline, or a second signal), but memory the
     // kernel holds for an operation (a socket's send queue, a kept buffer)
-    // is released by that operation's final CQE. Cancel everything once more
-    // and collect the cancellations, which take microseconds, for at most
-    // 100 ms; what is still in flight after that (uncancellable file I/O) is
-    // left to the ring's teardown.
+    // is released by that operation's final CQE, and some completions post
+    // their cleanup as a task (a listener's acceptor deletes itself so).
+    // Cancel everything once more and collect the cancellations, which take
+    // microseconds, running the tasks they post, for at most 100 ms; what is
+    // still in flight after that (uncancellable file I/O) is left to the
+    // ring's teardown.
     StopDeadline last;
     reactor_->cancel_all();
     reactor_->schedule(last, std::chrono::milliseconds(100));
     try {
-      while (reactor_->in_flight() > 0 && !last.expired) reactor_->run_once(true);
+      for (;;) {
+        run_local(kLocalBudget);
+        if (reactor_->in_flight() == 0 || last.expired) break;
+        reactor_->run_once(true);
+      }
     } catch (...) {
       log_current_exception("the last collection of cancelled operations");
     }
@@ -515,7 +550,7 @@ void Runtime::start() {
           CPU_SET(cpus_[shard->id_ % cpus_.size()], &set);
           ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
         }
-        shard->thread_main(options_.stop_timeout);
+        shard->thread_main();
       });
     }
   }
@@ -530,6 +565,10 @@ void Runtime::start() {
 }
 
 void Runtime::stop() noexcept {
+  // The first request sets the deadline every shard stops by.
+  Clock::rep none = 0;
+  const Clock::rep deadline = (Clock::now() + options_.stop_timeout).time_since_epoch().count();
+  stop_deadline_.compare_exchange_strong(none, deadline == 0 ? 1 : deadline, std::memory_order_acq_rel);
   stop_requested_.store(true);
   for (auto& s : shards_) s->request_stop();
   if (stop_fd_ >= 0) write_eventfd(stop_fd_);

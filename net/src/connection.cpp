@@ -29,6 +29,8 @@ const char* to_string(CloseReason reason) noexcept {
     case CloseReason::connect_failed: return "connect failed";
     case CloseReason::shutdown: return "shutdown";
     case CloseReason::input_too_large: return "input too large";
+    case CloseReason::send_timeout: return "send timeout";
+    case CloseReason::timeout: return "timeout";
   }
   return "unknown";
 }
@@ -55,6 +57,7 @@ void ConnectionCore::start_io(actors::ActorBase& self) {
       (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     socket_ = new detail::Socket(this, reactor, fd, options_);
+    socket_->set_app_tick(tick_);
     socket_->open();
     on_open();  // an exception here is on_start's: the actors layer reports it
     return;
@@ -70,6 +73,7 @@ void ConnectionCore::start_io(actors::ActorBase& self) {
     }
     peer_ = connect_to_;
     socket_ = new detail::Socket(this, reactor, fd, options_);
+    socket_->set_app_tick(tick_);
     socket_->connect(connect_to_);
     return;
   }
@@ -89,7 +93,11 @@ void ConnectionCore::stop_io() noexcept {
         actors::detail::exception_swallowed("a connection's on_close");
       }
     }
-    s->detach();
+    // The shard is stopping (not this connection alone): what was queued
+    // (answers to requests already received) still goes out as far as the
+    // socket takes it before the stop cancels what is left in flight.
+    const bool graceful = actor_ != nullptr && actor_->shard().stopping();
+    s->detach(graceful);
   }
 }
 
@@ -290,8 +298,14 @@ void ConnectionCore::resume_reading() { set_paused(kPausedByUser, false); }
 void ConnectionCore::close() {
   if (socket_ != nullptr) socket_->close(CloseReason::closed);
 }
+void ConnectionCore::close_lingering() {
+  if (socket_ != nullptr) socket_->close_lingering();
+}
 void ConnectionCore::abort() {
   if (socket_ != nullptr) socket_->abort(CloseReason::aborted);
+}
+void ConnectionCore::timed_out() {
+  if (socket_ != nullptr) socket_->abort(CloseReason::timeout);
 }
 
 std::size_t ConnectionCore::owed() const noexcept {
@@ -331,6 +345,10 @@ bool ConnectionCore::reading_paused() const noexcept { return socket_ != nullptr
 void ConnectionCore::set_options(const ConnectionOptions& options) {
   options_ = options;
   if (socket_ != nullptr) socket_->set_options(options);
+}
+void ConnectionCore::set_tick(std::chrono::milliseconds interval) {
+  tick_ = interval;
+  if (socket_ != nullptr) socket_->set_app_tick(interval);
 }
 
 }  // namespace ringshard::net

@@ -1,7 +1,9 @@
 #include "socket.hpp"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <cstring>
@@ -25,7 +27,6 @@ Socket::Socket(ConnectionCore* owner, Reactor& reactor, int fd, const Connection
 
 void Socket::open() {
   net_->ensure_buffers();
-  last_read_ = last_activity_ = Clock::now();
   state_ = State::open;
   arm_recv();
   arm_timer();
@@ -150,7 +151,7 @@ void Socket::on_send(const io_uring_cqe& cqe) {
     maybe_finish();
     return;
   }
-  if (timed()) last_activity_ = Clock::now();
+  if (cqe.res > 0) ++sends_;
   std::size_t sent = static_cast<std::size_t>(cqe.res);
   pending_ -= std::min(pending_, sent);
   in_flight_entries_ = 0;
@@ -185,7 +186,7 @@ void Socket::on_send(const io_uring_cqe& cqe) {
 // ---- reception -----------------------------------------------------------------------
 
 void Socket::arm_recv() {
-  if (recv_armed_ || paused_ || user_paused_ || peer_shut_ || state_ != State::open) return;
+  if (recv_armed_ || !wants_recv()) return;
   recv_armed_ = true;
   ++ops_;
   reactor_->submit(recv_, [this](io_uring_sqe* sqe) {
@@ -211,7 +212,7 @@ void Socket::set_user_paused(bool paused) {
 }
 
 void Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
-  if (timed()) last_read_ = last_activity_ = Clock::now();  // no clock read when nothing times out
+  ++reads_;  // the timeouts' clock is read on the tick, not here
   bool kept = false;
   if (owner_ != nullptr && state_ == State::open) {
     try {
@@ -219,6 +220,9 @@ void Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool f
     } catch (...) {
       owner_->handler_threw();
     }
+  } else if (lingering_ && !linger_done_) {
+    linger_bytes_ += bytes.size();  // discarded
+    if (linger_bytes_ > options_.linger_bytes) end_linger();
   }
   if (from_ring && !kept) net_->give_back(bid);
 }
@@ -239,22 +243,30 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
   } else if (cqe.res == -ENOBUFS) {
     // The shard's buffers are all in use: one plain recv into our own buffer
     // keeps this connection moving; multishot resumes after it.
-    if (state_ == State::open && !paused()) {
+    if (!more && wants_recv()) {
       net_->buffer_fallbacks.fetch_add(1, std::memory_order_relaxed);
       start_fallback();
       return;
     }
   } else if (cqe.res != -ECANCELED) {
     if (state_ == State::open) abort(cqe.res == -ECONNRESET ? CloseReason::peer_reset : CloseReason::error, -cqe.res);
+    else if (lingering_) linger_done_ = true;
   }
   if (!more) {
-    if (state_ == State::open) arm_recv();
+    arm_recv();
     maybe_finish();
   }
 }
 
 void Socket::peer_shutdown() {
-  if (state_ != State::open || peer_shut_) return;
+  if (peer_shut_) return;
+  if (state_ != State::open) {
+    if (lingering_) {  // the peer read our side's end and closed: the linger is over
+      peer_shut_ = true;
+      linger_done_ = true;
+    }
+    return;
+  }
   peer_shut_ = true;
   if (owner_ != nullptr) {
     try {
@@ -286,8 +298,9 @@ void Socket::on_fallback(const io_uring_cqe& cqe) {
     peer_shutdown();
   } else if (cqe.res != -ECANCELED) {
     if (state_ == State::open) abort(cqe.res == -ECONNRESET ? CloseReason::peer_reset : CloseReason::error, -cqe.res);
+    else if (lingering_) linger_done_ = true;
   }
-  if (state_ == State::open) arm_recv();
+  arm_recv();
   maybe_finish();
 }
 
@@ -356,17 +369,58 @@ void Socket::abort(CloseReason reason, int error) {
   maybe_finish();
 }
 
-void Socket::detach() noexcept {
+void Socket::close_lingering() {
+  if (state_ != State::open) return;
+  // Nothing more will arrive (nothing to linger for), or lingering is off.
+  if (peer_shut_ || options_.linger_time.count() <= 0) {
+    close(CloseReason::closed);
+    return;
+  }
+  reason_ = CloseReason::closed;
+  state_ = State::closing;
+  lingering_ = true;
+  arm_timer();  // the linger limits join the tick
+  arm_recv();   // discarding starts now, also when reading was paused
+  maybe_finish();
+}
+
+void Socket::end_linger() {
+  if (linger_done_) return;
+  linger_done_ = true;
+  stop_reading();
+  maybe_finish();
+}
+
+void Socket::detach(bool graceful) noexcept {
   owner_ = nullptr;
-  abort(CloseReason::shutdown);
+  if (graceful && state_ == State::open) {
+    close(CloseReason::shutdown);
+  } else {
+    abort(CloseReason::shutdown);
+  }
   maybe_delete();
 }
 
 void Socket::maybe_finish() {
-  if (state_ != State::closing) return;
-  if (recv_armed_ || send_in_flight_) return;
+  if (state_ != State::closing || send_in_flight_) return;
   if (!aborting_ && !queue_.empty()) {  // close(): drain the queue first
     flush();
+    return;
+  }
+  if (lingering_ && !aborting_ && !linger_done_) {
+    if (!shut_wr_) {
+      // Everything is sent: a FIN follows it, and the peer reads the whole
+      // response before it sees the end.
+      shut_wr_ = true;
+      if (fd_ < 0 || ::shutdown(fd_, SHUT_WR) != 0) linger_done_ = true;
+    }
+    if (!linger_done_) {
+      arm_recv();
+      return;
+    }
+  }
+  if (recv_armed_) {
+    stop_reading();
     return;
   }
   if (fd_ >= 0 && !close_submitted_) {
@@ -379,7 +433,7 @@ void Socket::maybe_finish() {
 
 void Socket::on_closed(const io_uring_cqe&) {
   --ops_;
-  if (peer_shut_ && reason_ == CloseReason::closed) reason_ = CloseReason::peer_closed;
+  if (peer_shut_ && reason_ == CloseReason::closed && !lingering_) reason_ = CloseReason::peer_closed;
   fd_ = -1;
   state_ = State::closed;
   net_->connections.fetch_sub(1, std::memory_order_relaxed);
@@ -403,36 +457,126 @@ void Socket::maybe_delete() {
 // ---- timeouts -----------------------------------------------------------------------
 
 void Socket::set_options(const ConnectionOptions& o) {
-  if (!timed()) last_read_ = last_activity_ = Clock::now();  // the clocks were not kept
   options_ = o;
   if (state_ == State::open) arm_timer();
 }
 
+void Socket::set_app_tick(std::chrono::milliseconds interval) {
+  app_tick_ = interval;
+  if (state_ == State::open) arm_timer();
+}
+
+std::chrono::nanoseconds Socket::wanted_tick() const noexcept {
+  std::chrono::nanoseconds t = std::chrono::nanoseconds::max();
+  const auto consider = [&t](std::chrono::milliseconds v, int parts) {
+    if (v.count() > 0) t = std::min<std::chrono::nanoseconds>(t, v / parts);
+  };
+  consider(app_tick_, 1);
+  consider(options_.idle_timeout, 4);
+  consider(options_.read_timeout, 4);
+  consider(options_.send_timeout, 4);
+  if (lingering_) {
+    consider(options_.linger_timeout, 4);
+    consider(options_.linger_time, 4);
+  }
+  if (t == std::chrono::nanoseconds::max()) return std::chrono::nanoseconds(0);
+  return std::max<std::chrono::nanoseconds>(t, std::chrono::milliseconds(1));
+}
+
 void Socket::arm_timer() {
-  const auto idle = options_.idle_timeout;
-  const auto read = options_.read_timeout;
-  if (idle.count() == 0 && read.count() == 0) {
-    reactor_->cancel(static_cast<Timer&>(*this));
+  Timer& timer = *this;
+  const auto t = wanted_tick();
+  if (t.count() == 0) {
+    reactor_->cancel(timer);
+    tick_ = t;
     return;
   }
-  Clock::time_point next = Clock::time_point::max();
-  if (idle.count() > 0) next = std::min(next, last_activity_ + idle);
-  if (read.count() > 0) next = std::min(next, last_read_ + read);
-  reactor_->schedule(static_cast<Timer&>(*this), next);
+  if (timer.scheduled() && tick_.count() > 0 && t >= tick_) {
+    tick_ = t;  // the next tick comes sooner than needed: it re-arms with the new period
+    return;
+  }
+  if (!timer.scheduled()) {
+    // Starting afresh: what the counters saw before does not count.
+    read_known_ = active_known_ = stall_known_ = false;
+  }
+  tick_ = t;
+  reactor_->schedule(timer, t);
 }
 
 void Socket::fire() {
-  if (state_ != State::open) return;
+  if (close_submitted_ || (state_ != State::open && state_ != State::closing)) return;
   const auto now = Clock::now();
-  if (options_.read_timeout.count() > 0 && now >= last_read_ + options_.read_timeout) {
-    abort(CloseReason::read_timeout);
+  const bool read = reads_ != seen_reads_;
+  const bool sent = sends_ != seen_sends_;
+  seen_reads_ = reads_;
+  seen_sends_ = sends_;
+  if (read || !read_known_) {
+    read_known_ = true;
+    last_read_ = now;
+  }
+  if (read || sent || !active_known_) {
+    active_known_ = true;
+    last_activity_ = now;
+  }
+  if (pending_ == 0) {
+    stall_known_ = false;
+  } else {
+    // Progress is also the peer acknowledging what the kernel holds: a send
+    // completes only once a good part of the (autotuned, megabytes) socket
+    // buffer has drained, seconds apart for a slow but steady reader.
+    int outq = -1;
+    if (options_.send_timeout.count() > 0 && fd_ >= 0) (void)::ioctl(fd_, SIOCOUTQ, &outq);
+    const bool acked = outq >= 0 && outq < kernel_queued_;
+    kernel_queued_ = outq;
+    if (sent || acked || !stall_known_) {
+      stall_known_ = true;
+      stall_since_ = now;
+    }
+  }
+  if (state_ == State::open) {
+    if (options_.read_timeout.count() > 0 && now - last_read_ >= options_.read_timeout) {
+      abort(CloseReason::read_timeout);
+      return;
+    }
+    if (options_.idle_timeout.count() > 0 && now - last_activity_ >= options_.idle_timeout) {
+      abort(CloseReason::idle_timeout);
+      return;
+    }
+  }
+  if (options_.send_timeout.count() > 0 && stall_known_ && now - stall_since_ >= options_.send_timeout) {
+    // A reset, not a FIN after what the kernel still holds: that would stay
+    // (in kernel memory, unread) for as long as the peer keeps its window shut.
+    if (fd_ >= 0) {
+      const linger reset{1, 0};
+      (void)::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    reason_ = CloseReason::send_timeout;  // also when a close() was waiting for the queue
+    abort(CloseReason::send_timeout);
     return;
   }
-  if (options_.idle_timeout.count() > 0 && now >= last_activity_ + options_.idle_timeout) {
-    abort(CloseReason::idle_timeout);
-    return;
+  if (lingering_ && shut_wr_ && !linger_done_) {
+    if (!linger_known_) {
+      linger_known_ = true;
+      linger_since_ = now;
+    }
+    const auto quiet_since = std::max(linger_since_, last_read_);
+    if (now - linger_since_ >= options_.linger_time ||
+        (options_.linger_timeout.count() > 0 && now - quiet_since >= options_.linger_timeout)) {
+      end_linger();
+      if (close_submitted_) return;
+    }
   }
-  arm_timer();
+  if (state_ == State::open && owner_ != nullptr && app_tick_.count() > 0) {
+    try {
+      owner_->on_tick(now);
+    } catch (...) {
+      owner_->handler_threw();
+    }
+  }
+  Timer& timer = *this;
+  if (close_submitted_ || (state_ != State::open && state_ != State::closing) || timer.scheduled()) return;
+  tick_ = wanted_tick();
+  if (tick_.count() > 0) reactor_->schedule(timer, now + tick_);
 }
 
 // ---- the shard's batched flush ------------------------------------------------------

@@ -286,3 +286,49 @@ TEST_CASE("connection: echoing 2,000 messages allocates nothing on the shard in 
   rt.stop();
   rt.wait();
 }
+
+TEST_CASE("http server: keep-alive requests over a socket allocate nothing in the steady state, every timeout on") {
+  // The header, keep-alive, request and send timeouts are all on (the
+  // defaults): they are checked on each connection's tick, with no timer
+  // touched and no clock read per request.
+  using namespace ringshard;
+  RuntimeOptions o;
+  o.shards = 1;
+  Runtime rt(o);
+  rt.start();
+  auto router = std::make_shared<Router>();
+  router->get("/plaintext", [](Request&) { return Response::text(200, "Hello, World!"); });
+  ServerOptions so;  // defaults: every timeout on
+  REQUIRE(so.header_timeout.count() > 0);
+  REQUIRE(so.keepalive_timeout.count() > 0);
+  REQUIRE(so.request_timeout.count() > 0);
+  REQUIRE(so.send_timeout.count() > 0);
+  auto listener = serve(rt, ringshard::net::ListenOptions{}, router, so);
+  const auto address = listener.address();
+  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
+  const std::string request = gets(1);
+  auto exchange = [&] {
+    if (::send(client.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+      return false;
+    std::string got;
+    char buf[4096];
+    while (got.find("Hello, World!") == std::string::npos) {
+      const ssize_t r = ::recv(client.get(), buf, sizeof buf, 0);
+      if (r <= 0) return false;
+      got.append(buf, static_cast<std::size_t>(r));
+    }
+    return true;
+  };
+  for (int i = 0; i < 100; ++i) REQUIRE(exchange());  // warm-up
+  bool ok = true;
+  const std::size_t counted = allocations_on_shards(rt, [&] {
+    for (int i = 0; i < 2000 && ok; ++i) ok = exchange();
+  });
+  CHECK(ok);
+  MESSAGE("allocations on the shard for 2,000 keep-alive requests: " << counted);
+  CHECK(counted == 0);
+  client.reset();
+  rt.stop();
+  rt.wait();
+}

@@ -18,24 +18,38 @@ namespace ringshard::test::http {
 
 using namespace ringshard::net::http;
 
-/// Records writes, flushes and the close request; congested() reports
-/// `congestion`, which a test sets.
+/// Records writes, flushes, input pauses and the close request;
+/// congested() reports `congestion`, which a test sets, or (with a `window`)
+/// more than `window` bytes written past `taken` (what the test let drain).
 struct FakeOutput final : Output {
   std::string bytes;                  // everything written
   std::vector<std::string> writes;    // one entry per write()
   std::vector<std::size_t> flushes;   // bytes.size() at each flush()
+  std::vector<bool> input_pauses;     // each pause_input() call
   int closes = 0;
+  int shared_writes = 0;
   bool wrote_after_close = false;
   bool congestion = false;
+  std::size_t window = 0;
+  std::size_t taken = 0;
 
   void write(std::string_view b) override {
     if (closes) wrote_after_close = true;
     bytes.append(b);
     writes.emplace_back(b);
   }
+  void write_shared(ringshard::net::SharedBuffer b) override {
+    ++shared_writes;
+    write(std::string_view(reinterpret_cast<const char*>(b.bytes().data()), b.size()));
+  }
   void flush() override { flushes.push_back(bytes.size()); }
   void close_after_flush() override { ++closes; }
-  [[nodiscard]] bool congested() const override { return congestion; }
+  void pause_input(bool paused) override { input_pauses.push_back(paused); }
+  [[nodiscard]] bool congested() const override {
+    return congestion || (window != 0 && bytes.size() - taken > window);
+  }
+  /// The connection sent everything written so far.
+  void drain_all() { taken = bytes.size(); }
   /// Everything written has been flushed.
   [[nodiscard]] bool all_flushed() const { return !flushes.empty() && flushes.back() == bytes.size(); }
 };

@@ -1,5 +1,7 @@
 #include "ringshard/net/http/server.hpp"
 
+#include <algorithm>
+
 namespace ringshard::net::http {
 
 namespace {
@@ -7,6 +9,16 @@ const unsigned kStatsKey = Shard::register_extension_key();
 struct StatsExtension final : ShardExtension {
   HttpStats stats;
 };
+
+// A quarter of the shortest timeout: each fires at most a quarter late.
+std::chrono::milliseconds tick_for(const ServerOptions& o) {
+  std::chrono::milliseconds shortest = std::chrono::milliseconds::max();
+  for (const auto t : {o.header_timeout, o.keepalive_timeout, o.request_timeout}) {
+    if (t.count() > 0) shortest = std::min(shortest, t);
+  }
+  if (shortest == std::chrono::milliseconds::max()) return std::chrono::milliseconds(0);
+  return std::max(shortest / 4, std::chrono::milliseconds(1));
+}
 }  // namespace
 
 HttpStats& stats_of(Shard& shard) {
@@ -16,60 +28,107 @@ HttpStats& stats_of(Shard& shard) {
 HttpConnection::HttpConnection(std::shared_ptr<const Router> router, ServerOptions options)
     : router_(std::move(router)), options_(options), session_(*router_, options.limits, *this) {}
 
+void HttpConnection::on_open() {
+  stats_ = &stats_of(shard());
+  set_tick(tick_for(options_));
+}
+
 void HttpConnection::on_data(std::span<const std::byte> bytes) {
-  if (stats_ == nullptr) stats_ = &stats_of(shard());
+  if (shard().stop_requested()) [[unlikely]] {
+    // Stopping: requests already received are answered while the stop's
+    // deadline allows; after it the connection goes, and no handler runs
+    // for it (the stop does not wait for work it has no time for).
+    if (Clock::now() >= shard().stop_deadline()) {
+      abort();
+      return;
+    }
+  }
   session_.feed(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   after_input();
 }
 
 void HttpConnection::on_drain() {
-  if (stats_ == nullptr) stats_ = &stats_of(shard());
   session_.resume();
   after_input();
 }
 
-// After the session parsed input (fed, or resumed): count the requests and
-// run the slow-client clock.
+// After the session parsed input (fed, or resumed): count the requests.
 void HttpConnection::after_input() {
   const std::uint64_t done = session_.requests();
-  if (done != counted_) {
+  if (done != counted_ && stats_ != nullptr) {
     stats_->requests.fetch_add(done - counted_, std::memory_order_relaxed);
     counted_ = done;
   }
-  // The slow-client clock runs while a request is incomplete; a new request
-  // starts it afresh.
-  if (session_.mid_request()) {
-    if (!timing_ || timed_request_ != done) {
-      timing_ = true;
-      timed_request_ = done;
-      request_started_ = Clock::now();
-    }
-    if (!timer_armed_ && options_.request_timeout.count() > 0) {
-      timer_armed_ = true;
-      after(options_.request_timeout, CheckTimeout{});
-    }
-  } else {
-    timing_ = false;
-  }
 }
 
-void HttpConnection::on_message(const CheckTimeout&) {
-  timer_armed_ = false;
-  if (!timing_ || !session_.mid_request()) return;
-  const auto deadline = request_started_ + options_.request_timeout;
-  const auto now = Clock::now();
-  if (now >= deadline) {
-    abort();
+// The timeouts, from the session's state as the tick sees it (nothing is
+// timed per request). While a response is owed or being sent, none runs
+// (the send timeout watches a client that does not read). Otherwise the
+// connection waits for request number requests() + 1: the wait began at the
+// first tick that saw it, and the request's bytes at the first tick that saw
+// the request begun. A phase seen late only makes the timeout later.
+void HttpConnection::on_tick(Clock::time_point now) {
+  const bool busy = session_.pending() > 0 || session_.paused() || session_.closing() || !out_.empty() ||
+                    pending_send_bytes() > 0;
+  if (busy) {
+    waiting_ = false;
     return;
   }
-  timer_armed_ = true;
-  after(deadline - now, CheckTimeout{});
+  const std::uint64_t done = session_.requests();
+  if (!waiting_ || done != awaited_) {
+    waiting_ = true;
+    awaited_ = done;
+    ready_at_ = now;
+    begun_ = false;
+  }
+  const bool mid = session_.mid_request();
+  if (mid && !begun_) {
+    begun_ = true;
+    begun_at_ = now;
+  }
+  const auto& o = options_;
+  if (!mid) {
+    if (done > 0 && o.keepalive_timeout.count() > 0 && now - ready_at_ >= o.keepalive_timeout) {
+      stats_->keepalive_timeouts.fetch_add(1, std::memory_order_relaxed);
+      close();  // idle: nothing unread, a plain FIN
+      return;
+    }
+    if (o.header_timeout.count() > 0 && now - ready_at_ >= o.header_timeout) {
+      stats_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+      close();
+    }
+    return;
+  }
+  if (session_.reading_head() && o.header_timeout.count() > 0 && now - ready_at_ >= o.header_timeout) {
+    stats_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+    timed_out();
+    return;
+  }
+  if (o.request_timeout.count() > 0 && now - begun_at_ >= o.request_timeout) {
+    stats_->request_timeouts.fetch_add(1, std::memory_order_relaxed);
+    timed_out();
+  }
 }
 
 void HttpConnection::flush() {
   if (out_.empty()) return;
   send(std::move(out_));
   out_ = send_buffer();
+}
+
+void HttpConnection::write_shared(SharedBuffer bytes) {
+  flush();  // what was written before goes first
+  send(std::move(bytes));
+}
+
+void HttpConnection::pause_input(bool paused) {
+  if (paused == input_paused_) return;
+  input_paused_ = paused;
+  if (paused) {
+    pause_reading();
+  } else {
+    resume_reading();
+  }
 }
 
 void HttpConnection::on_close(CloseReason) { session_.end_of_input(); }
@@ -80,7 +139,12 @@ void HttpConnection::on_peer_shutdown() { session_.end_of_input(); }
 
 ListenerHandle serve(Runtime& rt, const ListenOptions& listen, std::shared_ptr<const Router> router,
                      ServerOptions options) {
-  return net::listen<HttpConnection>(rt, listen, std::move(router), options);
+  ListenOptions lo = listen;
+  lo.connection.send_timeout = options.send_timeout;
+  lo.connection.linger_time = options.linger_time;
+  lo.connection.linger_timeout = options.linger_timeout;
+  lo.connection.linger_bytes = options.linger_bytes;
+  return net::listen<HttpConnection>(rt, lo, std::move(router), options);
 }
 
 }  // namespace ringshard::net::http

@@ -12,9 +12,17 @@
 // before them are written.
 //
 // Backpressure: a complete request is dispatched only while the output is
-// not congested. Otherwise the session pauses with that request held (parsed,
-// not dispatched) and the bytes after it kept in a backlog; later input is
-// appended to the backlog, unparsed, and resume() carries on from there.
+// not congested and no streamed response is in progress. Otherwise the
+// session pauses with that request held (parsed, not dispatched) and the
+// bytes after it kept in a backlog; later input is appended to the backlog,
+// unparsed (the connection is asked to stop reading meanwhile), and resume()
+// carries on from there.
+//
+// Streamed responses (Responder::stream) take a slot like any other; once at
+// the front their head goes out and they hold the output until they end.
+// Their producer runs from settle(), the last step of every call from
+// outside (feed, resume, an answer or a stream write from a handler), never
+// nested inside another producer or the parser.
 #include "ringshard/net/http/session.hpp"
 
 #include "ringshard/net/detail/ordered_slots.hpp"
@@ -31,6 +39,23 @@ namespace ringshard::net::http {
 
 namespace detail {
 
+// One streamed response (Responder::stream). Owned by its slot; BodyStream
+// handles refer to it weakly and are counted, to notice a stream given up.
+struct StreamState {
+  StreamProducer producer;
+  std::string pending;  // head and body written before the stream's turn came
+  std::optional<std::size_t> length;
+  std::size_t written = 0;
+  std::uint64_t progress = 0;  // bumped by every write and by the end
+  int handles = 0;             // BodyStream copies alive
+  bool chunked = false;
+  bool no_body = false;  // HEAD, or a status without a body: only the head goes out
+  bool closes = false;   // the connection closes after this response
+  bool active = false;   // its turn came: the head went out, writes go straight out
+  bool ended = false;
+  bool broken = false;  // ended without its whole body: the connection closes after it
+};
+
 class SessionCore : public std::enable_shared_from_this<SessionCore> {
  public:
   SessionCore(const Router& router, Limits limits, Output& output);
@@ -39,6 +64,12 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   void resume();
   void end_of_input();
   void answer(std::uint64_t seq, Response&& response);
+  BodyStream answer_stream(std::uint64_t seq, Response&& head, std::optional<std::size_t> length,
+                           StreamProducer producer);
+  bool stream_write(StreamState& st, std::string_view bytes, SharedBuffer* shared);
+  void stream_end(StreamState& st, bool broken);
+  void stream_released(StreamState& st);
+  [[nodiscard]] bool stream_ready(const StreamState& st) const noexcept;
   void detach() noexcept {
     out_ = nullptr;
     closed_ = true;
@@ -47,6 +78,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
 
   [[nodiscard]] bool alive() const noexcept { return !closed_ && !close_pending_; }
   [[nodiscard]] bool mid_request() const noexcept { return in_message_ && !stopped_ && !paused_; }
+  [[nodiscard]] bool reading_head() const noexcept { return mid_request() && !in_body_; }
   [[nodiscard]] bool paused() const noexcept { return paused_ && !stopped_ && !closed_; }
   [[nodiscard]] std::uint64_t requests() const noexcept { return requests_; }
   [[nodiscard]] std::size_t pending() const noexcept { return slots_.size(); }
@@ -65,10 +97,12 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
     bool closes = false;
     bool send_continue = false;  // write "100 Continue" right after this response
     std::string bytes;
+    std::shared_ptr<StreamState> stream;  // a streamed response (ready once its head is known)
     void reset() noexcept {
       info = Info{};
       ready = closes = send_continue = false;
       bytes.clear();  // keeps its capacity for the next response
+      stream.reset();
     }
   };
   struct Span {
@@ -101,10 +135,18 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   void fail(int status);
   void complete(std::uint64_t seq, const Info& info, Response&& response);
   void serialize(std::string& out, const Info& info, const Response& r);
+  void serialize_head(std::string& out, const Info& info, const Response& r, std::optional<std::size_t> length,
+                      bool chunked, bool closes);
   void emit(std::string_view bytes, bool closes, bool send_continue);
   void drain();
+  bool advance_stream();
   void after_output();
   void flush_point();
+  void settle();
+  void pump();
+  // No request is dispatched now: the output is congested, or a streamed
+  // response is in progress.
+  [[nodiscard]] bool blocked() const noexcept { return open_streams_ > 0 || (out_ && out_->congested()); }
 
 
   [[nodiscard]] bool http10() const noexcept { return parser_.http_major == 1 && parser_.http_minor == 0; }
@@ -140,6 +182,9 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   bool eof_ = false;            // the peer sends nothing more
   bool close_pending_ = false;  // a closing response went out: close at the next flush point
   bool closed_ = false;         // close_after_flush() called, or the session is gone
+  bool pumping_ = false;        // a stream's producer is running
+  bool input_paused_ = false;   // told the output to pause input
+  std::size_t open_streams_ = 0;  // streamed responses not ended yet
 
   // Backpressure state.
   bool paused_ = false;   // the output was congested at a request boundary: parse nothing until resume()
@@ -306,16 +351,12 @@ void SessionCore::feed(std::string_view bytes) {
   const char* const rest = parse(bytes.data(), end);
   if (paused_) backlog_.assign(rest, end);
   in_feed_ = false;
-  flush_point();
+  settle();
 }
 
 void SessionCore::resume() {
-  if (!paused_ || in_feed_ || closed_) return;
-  const auto keep = shared_from_this();
-  in_feed_ = true;
-  continue_paused();
-  in_feed_ = false;
-  flush_point();
+  if (in_feed_ || pumping_ || closed_) return;
+  settle();
 }
 
 // The held request first (unless the output is still congested), then the
@@ -324,7 +365,7 @@ void SessionCore::resume() {
 void SessionCore::continue_paused() {
   paused_ = false;
   if (held_ && !stopped_) {
-    if (out_ && out_->congested()) {
+    if (blocked()) {
       paused_ = true;
       return;
     }
@@ -373,7 +414,7 @@ const char* SessionCore::parse(const char* p, const char* const end) {
         headers_done();
         run_once_more = true;
       } else if (why == Pause::message) {
-        if (out_ && out_->congested()) {  // between two requests: the parser holds nothing of the next
+        if (blocked()) {  // between two requests: the parser holds nothing of the next
           llhttp_resume(&parser_);
           paused_ = true;
           held_ = true;
@@ -542,7 +583,7 @@ void SessionCore::answer(std::uint64_t seq, Response&& response) {
     trim(scratch_);
     drain();
     after_output();
-    if (!in_feed_) flush_point();
+    settle();
   } else {
     serialize(slot->bytes, slot->info, response);
     slot->ready = true;
@@ -554,6 +595,10 @@ void SessionCore::drain() {
   while (!slots_.empty() && !close_pending_) {
     Slot& front = slots_.front();
     if (!front.ready) break;
+    if (front.stream) {
+      if (!advance_stream()) break;
+      continue;
+    }
     emit(front.bytes, front.closes, front.send_continue);
     trim(front.bytes);
     slots_.pop();
@@ -561,8 +606,16 @@ void SessionCore::drain() {
 }
 
 void SessionCore::after_output() {
-  if (close_pending_ && !slots_.empty()) {  // nothing goes out after a closing response
-    slots_.clear();
+  // Nothing goes out after a closing response: the slots after it go (their
+  // streams with them).
+  while (close_pending_ && !slots_.empty()) {
+    Slot& s = slots_.front();
+    if (s.stream && !s.stream->ended) {
+      s.stream->ended = true;
+      --open_streams_;
+    }
+    s.stream.reset();
+    slots_.pop();
   }
 }
 
@@ -592,7 +645,16 @@ void SessionCore::flush_point() {
 }
 
 void SessionCore::serialize(std::string& out, const Info& info, const Response& r) {
-  const bool closes = !info.keep_alive || r.close;
+  const int status = r.status;
+  const bool bodiless_status = (status >= 100 && status < 200) || status == 204 || status == 304;
+  serialize_head(out, info, r, r.body.size(), false, !info.keep_alive || r.close);
+  if (!info.head && !bodiless_status) out += r.body;
+}
+
+// The status line and headers; the body framing is Content-Length `length`,
+// chunked, or neither (the body ends with the connection).
+void SessionCore::serialize_head(std::string& out, const Info& info, const Response& r,
+                                 std::optional<std::size_t> length, bool chunked, bool closes) {
   const int status = r.status;
   const bool bodiless_status = (status >= 100 && status < 200) || status == 204 || status == 304;
   out.clear();
@@ -603,10 +665,12 @@ void SessionCore::serialize(std::string& out, const Info& info, const Response& 
   out += "\r\nServer: ringshard\r\nDate: ";
   out += http_date();
   out += "\r\n";
-  if (!bodiless_status) {
+  if (!bodiless_status && length) {
     out += "Content-Length: ";
-    append_uint(out, r.body.size());
+    append_uint(out, *length);
     out += "\r\n";
+  } else if (!bodiless_status && chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
   }
   if (!r.content_type.empty()) {
     out += "Content-Type: ";
@@ -624,7 +688,193 @@ void SessionCore::serialize(std::string& out, const Info& info, const Response& 
   if (closes) out += "Connection: close\r\n";
   else if (info.http10) out += "Connection: keep-alive\r\n";
   out += "\r\n";
-  if (!info.head && !bodiless_status) out += r.body;
+}
+
+// ---- streamed responses ------------------------------------------------------
+
+// The last step of every call from outside: the stream at the front writes,
+// the requests kept while paused are dispatched when the output allows (a
+// handler may start a stream: it writes in turn), then one flush, and the
+// connection is told whether to read.
+void SessionCore::settle() {
+  if (in_feed_ || pumping_ || closed_) return;
+  const auto keep = shared_from_this();
+  pump();
+  while (paused_ && !closed_) {
+    const std::uint64_t before = next_seq_;
+    in_feed_ = true;
+    continue_paused();
+    in_feed_ = false;
+    if (next_seq_ == before) break;  // still blocked: nothing was dispatched
+    pump();
+  }
+  flush_point();
+  if (!closed_ && out_) {
+    const bool hold = paused();
+    if (hold != input_paused_) {
+      input_paused_ = hold;
+      out_->pause_input(hold);
+    }
+  }
+}
+
+// Runs the producer of the stream at the front while it makes progress and
+// the output takes more.
+void SessionCore::pump() {
+  if (pumping_ || closed_ || !out_) return;
+  pumping_ = true;
+  while (!slots_.empty() && !close_pending_ && !closed_ && out_) {
+    Slot& front = slots_.front();
+    if (!front.stream || !front.stream->active || front.stream->ended) break;
+    const std::shared_ptr<StreamState> st = front.stream;  // alive through the call
+    if (!st->producer || out_->congested()) break;
+    const std::uint64_t before = st->progress;
+    try {
+      BodyStream handle(weak_from_this(), st);
+      st->producer(handle);
+    } catch (...) {
+      stream_end(*st, true);  // given up: the connection closes after what was written
+    }
+    if (st->ended) continue;  // the next response (a stream too, maybe) is at the front now
+    if (st->progress == before) {
+      if (st->handles == 0) stream_end(*st, true);  // nobody can write to it any more
+      break;
+    }
+  }
+  pumping_ = false;
+}
+
+// The front slot is a stream: its head (and what was written before its
+// turn) goes out; then it holds the output until it ends. True when it has
+// ended and left the front.
+bool SessionCore::advance_stream() {
+  Slot& front = slots_.front();
+  const std::shared_ptr<StreamState> st = front.stream;
+  if (!st->active) {
+    st->active = true;
+    if (!st->pending.empty() && out_ && !closed_) {
+      out_->write(st->pending);
+      dirty_ = true;
+    }
+    std::string().swap(st->pending);
+  }
+  if (!st->ended) return false;
+  const bool closes = st->closes || st->broken;
+  front.stream.reset();
+  slots_.pop();
+  if (closes) {
+    close_pending_ = true;
+    stopped_ = true;
+  }
+  return true;
+}
+
+BodyStream SessionCore::answer_stream(std::uint64_t seq, Response&& head, std::optional<std::size_t> length,
+                                      StreamProducer producer) {
+  if (closed_ || close_pending_) return {};
+  Slot* slot = slots_.find(seq);
+  if (!slot || slot->ready) return {};
+  auto st = std::make_shared<StreamState>();
+  const Info& info = slot->info;
+  const int status = head.status;
+  const bool bodiless_status = (status >= 100 && status < 200) || status == 204 || status == 304;
+  st->no_body = info.head || bodiless_status;
+  st->length = bodiless_status ? std::optional<std::size_t>() : length;
+  st->chunked = !bodiless_status && !length && !info.http10;
+  // HTTP/1.0 without a length: the body ends with the connection.
+  st->closes = !info.keep_alive || head.close || (!bodiless_status && !length && info.http10);
+  if (st->closes) stopped_ = true;
+  serialize_head(st->pending, info, head, st->length, st->chunked, st->closes);
+  st->producer = std::move(producer);
+  if (st->no_body || (st->length && *st->length == 0)) {
+    st->ended = true;
+  } else {
+    ++open_streams_;
+  }
+  slot->stream = st;
+  slot->ready = true;
+  slot->closes = st->closes;
+  BodyStream handle(weak_from_this(), st);
+  if (seq == slots_.front_seq()) {
+    drain();
+    after_output();
+  }
+  settle();
+  return handle;
+}
+
+bool SessionCore::stream_write(StreamState& st, std::string_view bytes, SharedBuffer* shared) {
+  if (st.ended || st.no_body || closed_ || close_pending_ || !out_) return false;
+  if (bytes.empty()) return true;
+  if (st.length && bytes.size() > *st.length - st.written) return false;  // past the declared length
+  st.written += bytes.size();
+  ++st.progress;
+  char size_line[24];
+  std::size_t size_len = 0;
+  if (st.chunked) {
+    const auto res = std::to_chars(size_line, size_line + 20, bytes.size(), 16);
+    size_len = static_cast<std::size_t>(res.ptr - size_line);
+    size_line[size_len++] = '\r';
+    size_line[size_len++] = '\n';
+  }
+  if (st.active) {
+    if (size_len != 0) out_->write(std::string_view(size_line, size_len));
+    if (shared != nullptr) {
+      out_->write_shared(std::move(*shared));
+    } else {
+      out_->write(bytes);
+    }
+    if (size_len != 0) out_->write("\r\n");
+    dirty_ = true;
+  } else {  // kept until its turn
+    st.pending.append(size_line, size_len);
+    st.pending.append(bytes);
+    if (size_len != 0) st.pending += "\r\n";
+  }
+  if (st.length && st.written == *st.length) {
+    stream_end(st, false);  // complete
+  } else {
+    settle();
+  }
+  return true;
+}
+
+void SessionCore::stream_end(StreamState& st, bool broken) {
+  if (st.ended) return;
+  st.ended = true;
+  ++st.progress;
+  --open_streams_;
+  if (broken || (st.length && st.written != *st.length)) st.broken = true;
+  if (st.chunked && !st.broken) {
+    if (st.active) {
+      if (out_ && !closed_ && !close_pending_) {
+        out_->write("0\r\n\r\n");
+        dirty_ = true;
+      }
+    } else {
+      st.pending += "0\r\n\r\n";
+    }
+  }
+  if (st.active && !slots_.empty() && slots_.front().stream.get() == &st) {
+    // It held the output: what follows it goes out now.
+    drain();
+    after_output();
+  }
+  settle();
+}
+
+void SessionCore::stream_released(StreamState& st) {
+  if (st.ended) return;
+  // The last handle is gone and no producer is left to write: it cannot end.
+  if (!st.producer) return stream_end(st, true);
+  // Its producer is the only writer left: it runs now if the stream can take
+  // more (no drain is coming to call it), and a call that makes no progress
+  // gives the stream up.
+  settle();
+}
+
+bool SessionCore::stream_ready(const StreamState& st) const noexcept {
+  return st.active && !st.ended && !st.no_body && !closed_ && !close_pending_ && out_ && !out_->congested();
 }
 
 }  // namespace detail
@@ -640,6 +890,7 @@ void Session::feed(std::string_view bytes) { core_->feed(bytes); }
 void Session::resume() { core_->resume(); }
 void Session::end_of_input() { core_->end_of_input(); }
 bool Session::mid_request() const noexcept { return core_->mid_request(); }
+bool Session::reading_head() const noexcept { return core_->reading_head(); }
 bool Session::paused() const noexcept { return core_->paused(); }
 std::uint64_t Session::requests() const noexcept { return core_->requests(); }
 std::size_t Session::pending() const noexcept { return core_->pending(); }
@@ -680,10 +931,101 @@ void Responder::answer_internal_error() noexcept {
   }
 }
 
+BodyStream Responder::stream(Response head, std::optional<std::size_t> length, StreamProducer on_ready) {
+  if (!owed_) return {};
+  owed_ = false;
+  const auto core = core_.lock();
+  core_.reset();
+  if (!core) return {};
+  return core->answer_stream(seq_, std::move(head), length, std::move(on_ready));
+}
+
 bool Responder::session_alive() const noexcept {
   if (!owed_) return false;
   const auto core = core_.lock();
   return core && core->alive();
+}
+
+// ---- BodyStream ---------------------------------------------------------------
+
+BodyStream::BodyStream(std::weak_ptr<detail::SessionCore> core, const std::shared_ptr<detail::StreamState>& state) noexcept
+    : core_(std::move(core)), state_(state) {
+  ++state->handles;
+}
+
+BodyStream::BodyStream(const BodyStream& other) noexcept : core_(other.core_), state_(other.state_) {
+  if (const auto st = state_.lock()) ++st->handles;
+}
+
+BodyStream& BodyStream::operator=(const BodyStream& other) noexcept {
+  if (this != &other) {
+    BodyStream copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+BodyStream::BodyStream(BodyStream&& other) noexcept
+    : core_(std::move(other.core_)), state_(std::move(other.state_)) {}
+
+BodyStream& BodyStream::operator=(BodyStream&& other) noexcept {
+  if (this != &other) {
+    release();
+    core_ = std::move(other.core_);
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+BodyStream::~BodyStream() { release(); }
+
+void BodyStream::release() noexcept {
+  const auto st = state_.lock();
+  const auto core = core_.lock();
+  state_.reset();
+  core_.reset();
+  if (!st || --st->handles > 0 || !core) return;
+  try {
+    core->stream_released(*st);
+  } catch (...) {
+    // writing the rest failed (out of memory): the connection goes with it
+  }
+}
+
+bool BodyStream::write(std::string_view bytes) {
+  const auto st = state_.lock();
+  const auto core = core_.lock();
+  return st && core && core->stream_write(*st, bytes, nullptr);
+}
+
+bool BodyStream::write(SharedBuffer bytes) {
+  const auto st = state_.lock();
+  const auto core = core_.lock();
+  const std::string_view view(reinterpret_cast<const char*>(bytes.bytes().data()), bytes.size());
+  return st && core && core->stream_write(*st, view, &bytes);
+}
+
+void BodyStream::end() {
+  const auto st = state_.lock();
+  const auto core = core_.lock();
+  if (st && core) core->stream_end(*st, false);
+}
+
+bool BodyStream::ready() const noexcept {
+  const auto st = state_.lock();
+  const auto core = core_.lock();
+  return st && core && core->stream_ready(*st);
+}
+
+bool BodyStream::alive() const noexcept {
+  const auto st = state_.lock();
+  const auto core = core_.lock();
+  return st && core && core->alive() && !st->ended && !st->no_body;
+}
+
+std::size_t BodyStream::written() const noexcept {
+  const auto st = state_.lock();
+  return st ? st->written : 0;
 }
 
 }  // namespace ringshard::net::http

@@ -65,6 +65,14 @@ class Shard {
   [[nodiscard]] static Shard* current() noexcept { return tl_current_; }
   [[nodiscard]] bool is_current() const noexcept { return tl_current_ == this; }
   [[nodiscard]] bool stopping() const noexcept { return stopping_; }
+  /// True once a stop was asked for (Runtime::stop(), a signal), already
+  /// before the shard gets to stopping(): the shard still finishes the work
+  /// at hand first. A relaxed load: cheap enough to check per request.
+  [[nodiscard]] bool stop_requested() const noexcept { return stop_requested_.load(std::memory_order_relaxed); }
+  /// Once stop_requested(): when the stop stops waiting (the moment it was
+  /// asked for plus RuntimeOptions::stop_timeout). Work still to be done
+  /// after it (a request whose handler has not run yet) should be dropped.
+  [[nodiscard]] Clock::time_point stop_deadline() const noexcept;
   [[nodiscard]] const ShardStats& stats() const noexcept { return stats_; }
   /// One line of state for diagnostics (racy when read from another thread).
   [[nodiscard]] std::string describe() const;
@@ -111,7 +119,7 @@ class Shard {
  private:
   friend class Runtime;
 
-  void thread_main(std::chrono::milliseconds stop_timeout);
+  void thread_main();
   void turn();
   bool can_sleep() noexcept;
   void flush_outboxes();
@@ -122,6 +130,10 @@ class Shard {
   unsigned run_local(std::size_t budget);
   void begin_stop();
   void request_stop();
+  [[nodiscard]] bool past_stop_deadline() const noexcept;
+  // A stop was asked for, has not begun, and its deadline passed: the task
+  // loops set the work left aside instead of running it.
+  [[nodiscard]] bool out_of_time() const noexcept;
   void fail(std::exception_ptr error);
   void destroy_extensions() noexcept;
 
@@ -140,6 +152,7 @@ class Shard {
   unsigned id_;
   std::unique_ptr<Reactor> reactor_;  // created on the shard's own thread (SINGLE_ISSUER)
   TaskQueue run_queue_;
+  TaskQueue set_aside_{16};  // work a stop had no time for: destroyed with the shard, never run
   moodycamel::ConcurrentQueue<Task> inbox_;
   moodycamel::ConsumerToken inbox_consumer_;
   std::vector<std::unique_ptr<moodycamel::ProducerToken>> tokens_;  // [target shard]
@@ -152,7 +165,6 @@ class Shard {
   std::unique_ptr<WakeWatch> wake_watch_;
   StopDeadline stop_deadline_;
   CancelSweep cancel_sweep_;
-  std::chrono::milliseconds stop_timeout_{2000};
   bool use_msg_ring_ = false;
   bool busy_poll_ = false;
   bool stopping_ = false;
@@ -172,7 +184,9 @@ struct RuntimeOptions {
   /// Pin shard i to the i-th allowed CPU.
   bool pin = true;
   ReactorOptions reactor{};
-  /// How long a stopping shard waits for in-flight operations before it gives up.
+  /// How long a stop may take, counted from the moment it is asked for:
+  /// the work queued then, and the operations still in flight, get until
+  /// then; what is left is cancelled.
   std::chrono::milliseconds stop_timeout{2000};
   /// Wake sleeping shards through their eventfd even when the kernel has
   /// IORING_OP_MSG_RING (the fallback path; for tests and comparisons).
@@ -253,6 +267,7 @@ class Runtime {
   std::atomic<bool> failed_{false};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> hurry_{false};     // a signal came during the stop: do not wait for I/O
+  std::atomic<Clock::rep> stop_deadline_{0};  // set by the first stop(): when the stop gives up
   std::atomic<unsigned> exited_{0};    // shards whose thread_main has returned
   mutable std::mutex failure_mutex_;
   std::exception_ptr failure_;

@@ -26,6 +26,18 @@
 // drains below the low one. pause_reading()/resume_reading() pause it on the
 // application's behalf as well.
 //
+// Timeouts (idle, read, send, and the application's own through on_tick)
+// read no clock on the I/O path: I/O only bumps counters, and a periodic tick
+// per connection (a quarter of the shortest timeout) compares them. A phase
+// counts from the first tick that sees it, so a timeout fires between its
+// value and its value plus one tick, never early.
+//
+// close_lingering() closes the way a server should after a response that
+// leaves input unread (an HTTP 413): send what is queued, shut down the
+// sending side, read and discard for a bounded time, then close. A plain
+// close with unread input makes the kernel send a reset, which destroys the
+// response before the peer has read it.
+//
 // Exceptions from any handler abort the connection with CloseReason::error
 // (one error line names the connection's type and the exception); the shard
 // and the other connections go on.
@@ -58,18 +70,33 @@ enum class CloseReason {
   connect_failed,  ///< a client connection could not be established
   shutdown,        ///< the shard is stopping
   input_too_large, ///< buffered input passed ConnectionOptions::max_input_bytes
+  send_timeout,    ///< bytes were queued and the peer took none within the send timeout
+  timeout,         ///< the application's own timeout (see ConnectionCore::timed_out)
 };
 const char* to_string(CloseReason reason) noexcept;
 
 struct ConnectionOptions {
   std::size_t high_watermark = 1 << 20;  ///< unsent bytes that pause reception
   std::size_t low_watermark = 256 << 10; ///< unsent bytes that resume it
-  std::chrono::milliseconds idle_timeout{0};  ///< 0: none
-  std::chrono::milliseconds read_timeout{0};  ///< 0: none
+  std::chrono::milliseconds idle_timeout{0};  ///< nothing sent or received for this long: close (0: none)
+  std::chrono::milliseconds read_timeout{0};  ///< nothing received for this long: close (0: none)
+  /// Bytes are queued and the peer took none of them for this long (no send
+  /// completed, and the kernel's send queue did not shrink): the connection
+  /// is reset, dropping the queue (0: none). Also applies while a close()
+  /// waits for the queue to drain.
+  std::chrono::milliseconds send_timeout{0};
   bool nodelay = true;                   ///< TCP_NODELAY on TCP sockets
   /// Received bytes kept unconsumed (framed input, or held while reading is
   /// paused). Over it the connection closes with CloseReason::input_too_large.
   std::size_t max_input_bytes = 1 << 20;
+  /// close_lingering(): after the sending side is shut down, input is read
+  /// and discarded until the peer closes, for at most `linger_time` in all
+  /// (0: no lingering, close_lingering() is close()), `linger_timeout`
+  /// without input (0: no such bound), or `linger_bytes` bytes; then the
+  /// socket closes.
+  std::chrono::milliseconds linger_time{5000};
+  std::chrono::milliseconds linger_timeout{2000};
+  std::size_t linger_bytes = std::size_t{64} << 20;
 };
 
 namespace detail {
@@ -108,6 +135,10 @@ class ConnectionCore {
   virtual void on_drain() {}
   /// Called once when the connection is over; the actor stops right after.
   virtual void on_close(CloseReason /*reason*/) {}
+  /// Called on every tick of the connection's timer while it is open, once
+  /// set_tick() asked for ticks: where a protocol checks its own timeouts
+  /// (with `now`, read once per tick) without reading the clock per request.
+  virtual void on_tick(Clock::time_point /*now*/) {}
 
   // ---- sending (in order, whatever the form) ----
   /// Queues a copy of `bytes`.
@@ -146,8 +177,16 @@ class ConnectionCore {
 
   /// Sends what is queued, then closes.
   void close();
+  /// Sends what is queued, shuts down the sending side, then reads and
+  /// discards input until the peer closes or a linger limit is reached
+  /// (ConnectionOptions::linger_*), then closes. Nothing more is delivered.
+  /// on_close reports CloseReason::closed.
+  void close_lingering();
   /// Closes now, dropping what is queued.
   void abort();
+  /// Closes now, dropping what is queued, reporting CloseReason::timeout:
+  /// for a protocol's own timeouts (see on_tick).
+  void timed_out();
   /// Closes once every reply owed (open ReplyQueue slots and this actor's
   /// pending asks) is answered and queued, and everything queued is sent.
   void close_when_done();
@@ -164,6 +203,10 @@ class ConnectionCore {
   [[nodiscard]] int last_error() const noexcept { return last_error_; }
   void set_options(const ConnectionOptions& options);
   [[nodiscard]] const ConnectionOptions& options() const noexcept { return options_; }
+  /// Asks for on_tick() at least every `interval` while the connection is
+  /// open (0: no ticks for the application). The tick is shared with the
+  /// connection's own timeouts: one timer per connection.
+  void set_tick(std::chrono::milliseconds interval);
 
   // Used by the listener and connect(): give the connection its socket.
   void attach_accepted(int fd, Address peer) noexcept {
@@ -211,6 +254,7 @@ class ConnectionCore {
   mutable Address peer_{};
   Address connect_to_{};
   ConnectionOptions options_{};
+  std::chrono::milliseconds tick_{0};
   int last_error_ = 0;
   bool close_reported_ = false;
   bool close_when_done_ = false;

@@ -18,16 +18,56 @@
 
 namespace ringshard::net::http {
 
+/// Timeouts and limits (0 turns a timeout off). The timeouts are checked on
+/// each connection's tick, a quarter of the shortest of them, without reading
+/// the clock per request: each one fires between its value and its value plus
+/// a tick or two, never early.
 struct ServerOptions {
   Limits limits{};
-  /// A request whose bytes started arriving must be complete within this
-  /// time, or the connection is closed (slow clients that never finish).
+  /// The head of a request (request line and headers) must be complete
+  /// within this time of the connection becoming ready for it: when it
+  /// opened, or when the response before it was sent (nothing else owed).
+  /// Over it the connection is cut: a client that connects and never sends
+  /// a byte, or sends its head a few bytes at a time (slowloris).
+  /// (nginx: client_header_timeout, 60 s.)
+  std::chrono::milliseconds header_timeout{10000};
+  /// Between requests on a keep-alive connection: nothing of the next
+  /// request within this time of the previous response being sent, and the
+  /// connection is closed (a FIN, nothing sent). The header timeout runs from
+  /// the same moment, so an idle keep-alive connection lasts the shorter of
+  /// the two. (nginx: keepalive_timeout, 75 s.)
+  std::chrono::milliseconds keepalive_timeout{5000};
+  /// A request whose bytes started arriving must be complete (head and body)
+  /// within this time, or the connection is cut.
   std::chrono::milliseconds request_timeout{10000};
+  /// Response bytes are queued and the client has taken none of them for
+  /// this long (it does not read): the connection is aborted and its queue
+  /// dropped. Applied as the connections' ConnectionOptions::send_timeout.
+  /// (nginx: send_timeout, 60 s.)
+  std::chrono::milliseconds send_timeout{30000};
+  /// A connection the server closes (after `Connection: close`, an error
+  /// such as 413 or 400, a closing stream) closes lingeringly: the response
+  /// goes out, the sending side is shut down, and what the client still
+  /// sends is read and discarded until it closes, for at most `linger_time`
+  /// in all, `linger_timeout` without input and `linger_bytes`; then the
+  /// socket closes. Without it a client still sending (the body a 413
+  /// refused) gets a reset that destroys the response before it is read,
+  /// and a proxy in front reports 502. Applied as the connections'
+  /// ConnectionOptions::linger_*. (nginx: lingering_time 30 s,
+  /// lingering_timeout 5 s.)
+  std::chrono::milliseconds linger_time{5000};
+  std::chrono::milliseconds linger_timeout{2000};
+  std::size_t linger_bytes = std::size_t{64} << 20;
 };
 
 /// Per-shard HTTP counters (readable from any thread).
 struct HttpStats {
   std::atomic<std::uint64_t> requests{0};
+  /// Connections cut by a timeout: header (or idle before the first
+  /// request), keep-alive idle, request.
+  std::atomic<std::uint64_t> header_timeouts{0};
+  std::atomic<std::uint64_t> keepalive_timeouts{0};
+  std::atomic<std::uint64_t> request_timeouts{0};
 };
 HttpStats& stats_of(Shard& shard);
 
@@ -35,21 +75,24 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
  public:
   HttpConnection(std::shared_ptr<const Router> router, ServerOptions options);
 
+  void on_open() override;
   void on_data(std::span<const std::byte> bytes) override;
   void on_close(CloseReason reason) override;
   /// A half-close: answer what was asked (deferred answers too), then close.
   void on_peer_shutdown() override;
-  /// The send queue drained to the low watermark: the session carries on
-  /// with the pipelined requests it held back.
+  /// The send queue drained to the low watermark: a streamed response in
+  /// progress writes more, and the session carries on with the pipelined
+  /// requests it held back.
   void on_drain() override;
-
-  struct CheckTimeout {};
-  void on_message(const CheckTimeout&);
+  /// The header, keep-alive and request timeouts.
+  void on_tick(Clock::time_point now) override;
 
  private:
   void write(std::string_view bytes) override { out_.append(bytes); }
+  void write_shared(SharedBuffer bytes) override;
   void flush() override;
-  void close_after_flush() override { close(); }
+  void close_after_flush() override { close_lingering(); }
+  void pause_input(bool paused) override;
   /// Backpressure: no further request is dispatched while the unsent bytes
   /// (queued, or written but not flushed yet) are above the high watermark.
   [[nodiscard]] bool congested() const override {
@@ -63,10 +106,15 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   std::string out_;
   HttpStats* stats_ = nullptr;
   std::uint64_t counted_ = 0;
-  std::uint64_t timed_request_ = 0;  // requests() when the pending one started
-  Clock::time_point request_started_{};
-  bool timing_ = false;
-  bool timer_armed_ = false;
+  // The timeouts' state, kept by the tick alone: the request awaited
+  // (requests() when the wait began), when the wait began, when the tick
+  // first saw the request's bytes.
+  std::uint64_t awaited_ = 0;
+  Clock::time_point ready_at_{};
+  Clock::time_point begun_at_{};
+  bool waiting_ = false;
+  bool begun_ = false;
+  bool input_paused_ = false;
 };
 
 /// Listens with HttpConnection actors on every shard the policy picks.

@@ -36,11 +36,22 @@ struct Limits {
 /// further request (the response being written still goes out whole, however
 /// large); it keeps the input it has not parsed yet and carries on when the
 /// connection calls Session::resume().
+///
+/// write_shared() queues the chunks of a streamed body that come as shared
+/// buffers, in order with write() (the default copies them through write()).
+/// pause_input(true) tells the connection that the session keeps further
+/// input unparsed for now (congested, or a streamed response in progress):
+/// it should stop reading until pause_input(false), so that what is kept
+/// stays bounded.
 struct Output {
   virtual void write(std::string_view bytes) = 0;
   virtual void flush() = 0;
   virtual void close_after_flush() = 0;
   [[nodiscard]] virtual bool congested() const { return false; }
+  virtual void write_shared(SharedBuffer bytes) {
+    write(std::string_view(reinterpret_cast<const char*>(bytes.bytes().data()), bytes.size()));
+  }
+  virtual void pause_input(bool /*paused*/) {}
   virtual ~Output() = default;
 };
 
@@ -62,10 +73,11 @@ class Session {
   /// appended) until resume().
   void feed(std::string_view bytes);
 
-  /// Carries on after a pause for congestion: dispatches the kept requests
-  /// while the output is not congested (pausing again when it is), writes
-  /// the responses that are ready and flushes once. Does nothing unless
-  /// paused.
+  /// Carries on after the output drained: a streamed response in progress
+  /// gets to write first (its on_ready), then the kept requests are
+  /// dispatched while the output is not congested (pausing again when it
+  /// is); writes the responses that are ready and flushes once. Does nothing
+  /// unless paused or streaming.
   void resume();
 
   /// The peer will send nothing more (it shut down its side). The responses
@@ -77,6 +89,9 @@ class Session {
   /// cue for a slow-client timeout); false while paused, since the session
   /// is then the one holding the input back.
   [[nodiscard]] bool mid_request() const noexcept;
+  /// True while a request has begun and its head (request line and header
+  /// block) is not complete yet; false while paused.
+  [[nodiscard]] bool reading_head() const noexcept;
   /// True while paused for congestion (see feed()).
   [[nodiscard]] bool paused() const noexcept;
   /// Complete requests dispatched so far.
