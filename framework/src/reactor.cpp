@@ -129,8 +129,20 @@ unsigned Reactor::run_once(bool block) {
   const bool failed = ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY;
   unsigned handled = dispatch_all();
   if (!heap_.empty()) handled += fire_timers();
+  if (!retired_.empty()) destroy_retired();
   if (failed) [[unlikely]] throw_enter_error(ret, block);
   return handled;
+}
+
+Reactor::~Reactor() { destroy_retired(); }
+
+void Reactor::destroy_retired() noexcept {
+  // A destructor may retire another object: take the list first.
+  while (!retired_.empty()) {
+    std::vector<Retired> batch;
+    batch.swap(retired_);
+    for (const Retired& r : batch) r.destroy(r.obj);
+  }
 }
 
 void Reactor::throw_enter_error(int ret, bool block) {

@@ -323,7 +323,8 @@ void ConnectionCore::check_done() {
   if (!close_when_done_ || socket_ == nullptr || !socket_->is_open()) return;
   // Complete requests held back by a pause are owed too; a partial frame
   // left when reading is not paused will never complete.
-  if (owed() == 0 && !(input_paused() && buffered_input() > 0)) close();
+  // So are kept requests whose drain is scheduled (by resume_reading()).
+  if (owed() == 0 && !((input_paused() || drain_posted_) && buffered_input() > 0)) close();
 }
 
 // ---- state -----------------------------------------------------------------------

@@ -137,7 +137,7 @@ class Acceptor final : public MultishotCompletion, Timer {
   void finish() {
     ::close(fd_);
     fd_ = -1;
-    shard_->post([this] { delete this; });
+    shard_->reactor().retire(this);  // even when the shard runs no more tasks
   }
 
   int fd_;

@@ -1,7 +1,11 @@
 #include "ringshard/net/net_shard.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "socket.hpp"
 
@@ -94,6 +98,28 @@ void NetShard::recycle_chunk(std::string&& chunk) noexcept {
   }
   state_->spare_chunks.back().clear();
   state_->spare_chunk_bytes += capacity;
+}
+
+std::size_t NetShard::release_idle_memory() noexcept {
+  std::size_t released = state_->spare_chunk_bytes;
+  std::vector<std::string>().swap(state_->spare_chunks);
+  state_->spare_chunk_bytes = 0;
+  released += state_->blocks.release();
+  // No connection on the shard means no receive is armed on the ring (a
+  // socket closes only once its receive has ended, and the connection count
+  // goes up before a new socket's first receive), and none of its buffers is
+  // held: nothing reads or writes the ring's memory now. Its whole pages go
+  // back; the kernel's next write into one faults in a zeroed page.
+  if (ring_ && held_ == 0 && connections.load(std::memory_order_relaxed) == 0) {
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<std::uintptr_t>(memory_.get());
+    const std::uintptr_t first = (begin + page - 1) & ~(page - 1);
+    const std::uintptr_t last = (begin + std::size_t{count_} * size_) & ~(page - 1);
+    if (last > first && ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) == 0) {
+      released += last - first;
+    }
+  }
+  return released;
 }
 
 }  // namespace ringshard::net

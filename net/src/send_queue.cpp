@@ -19,6 +19,13 @@ SendBlock* SendBlockPool::take() {
   return b;
 }
 
+std::size_t SendBlockPool::release() noexcept {
+  const std::size_t freed = count_ * sizeof(SendBlock);
+  while (spare_ != nullptr) delete std::exchange(spare_, spare_->next);
+  count_ = 0;
+  return freed;
+}
+
 void SendBlockPool::give(SendBlock* block) noexcept {
   if (count_ >= kMaxSpare) {
     delete block;

@@ -69,6 +69,8 @@ class SendBlockPool {
   ~SendBlockPool();
   SendBlock* take();
   void give(SendBlock* block) noexcept;
+  /// Frees the spare blocks; returns the bytes freed.
+  std::size_t release() noexcept;
 
  private:
   static constexpr std::size_t kMaxSpare = 256;  // 256 x ~2 KiB

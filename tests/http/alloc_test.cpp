@@ -87,7 +87,7 @@ TEST_CASE("http session: no heap allocation per request in the steady state") {
       "GET /plaintext HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n"
       "Connection: keep-alive\r\nAccept-Encoding: gzip, deflate\r\n\r\n";
   const std::string deferred = gets(1, "/later");
-  const std::string post = "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+  const std::string post = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
   auto round = [&] {
     s.feed(one);
     s.feed(sixteen);

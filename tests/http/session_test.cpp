@@ -100,7 +100,7 @@ TEST_CASE("http session: three keep-alive requests in one feed give three respon
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /path/1 HTTP/1.1\r\n\r\nGET /json HTTP/1.1\r\n\r\nGET /path/3 HTTP/1.1\r\n\r\n");
+  s.feed("GET /path/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /path/3 HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 3);
   CHECK(rs[0].body == "/path/1");
@@ -189,7 +189,7 @@ TEST_CASE("http session: Connection: close ends the connection after that respon
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /path/a HTTP/1.1\r\n\r\nGET /path/b HTTP/1.1\r\nConnection: close\r\n\r\nGET /path/c HTTP/1.1\r\n\r\n");
+  s.feed("GET /path/a HTTP/1.1\r\nHost: x\r\n\r\nGET /path/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /path/c HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 2);
   CHECK(rs[0].body == "/path/a");
@@ -203,7 +203,7 @@ TEST_CASE("http session: Connection: close ends the connection after that respon
 
 TEST_CASE("http session: nothing after a deferred Connection: close request is dispatched") {
   DeferredFixture f;
-  f.session->feed("GET /later/1 HTTP/1.1\r\nConnection: close\r\n\r\nGET /later/2 HTTP/1.1\r\n\r\n");
+  f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /later/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(f.held.size() == 1);
   CHECK(f.session->requests() == 1);
   CHECK(f.session->closing());
@@ -218,7 +218,7 @@ TEST_CASE("http session: a handler can ask to close") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /close HTTP/1.1\r\n\r\nGET /plaintext HTTP/1.1\r\n\r\n");
+  s.feed("GET /close HTTP/1.1\r\nHost: x\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].header("Connection") == "close");
@@ -251,7 +251,7 @@ TEST_CASE("http session: chunked POST body is collected") {
   const std::string in =
       "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5\r\nHello\r\n8\r\n, chunky\r\n1;ext=1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n"
-      "GET /plaintext HTTP/1.1\r\n\r\n";
+      "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
   // In three pieces, cutting inside a chunk size and inside chunk data.
   s.feed(std::string_view(in).substr(0, 70));
   s.feed(std::string_view(in).substr(70, 10));
@@ -284,7 +284,7 @@ TEST_CASE("http session: Expect: 100-continue with a body over the limit gets 41
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{8192, 1000}, out);
-  s.feed("POST /echo HTTP/1.1\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n");
+  s.feed("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].status == 413);
@@ -294,7 +294,7 @@ TEST_CASE("http session: Expect: 100-continue with a body over the limit gets 41
 
 TEST_CASE("http session: 431 for 9 KiB of headers") {
   const Router router = make_router();
-  const std::string big = "GET /plaintext HTTP/1.1\r\nX-Big: " + std::string(9 * 1024, 'a') + "\r\n\r\n";
+  const std::string big = "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9 * 1024, 'a') + "\r\n\r\n";
   SUBCASE("in one feed") {
     FakeOutput out;
     Session s(router, Limits{}, out);
@@ -309,7 +309,7 @@ TEST_CASE("http session: 431 for 9 KiB of headers") {
   SUBCASE("many small headers over several feeds") {
     FakeOutput out;
     Session s(router, Limits{}, out);
-    s.feed("GET /plaintext HTTP/1.1\r\n");
+    s.feed("GET /plaintext HTTP/1.1\r\nHost: x\r\n");
     for (int i = 0; i < 400 && out.closes == 0; ++i) s.feed("X-Header-" + std::to_string(i) + ": value\r\n");
     auto rs = parse_responses(out.bytes);
     REQUIRE(rs.size() == 1);
@@ -319,7 +319,7 @@ TEST_CASE("http session: 431 for 9 KiB of headers") {
   SUBCASE("just under the limit is fine") {
     FakeOutput out;
     Session s(router, Limits{}, out);
-    const std::string head = "GET /plaintext HTTP/1.1\r\nX-Big: ";
+    const std::string head = "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Big: ";
     s.feed(head + std::string(8192 - head.size() - 4, 'a') + "\r\n\r\n");
     auto rs = parse_responses(out.bytes);
     REQUIRE(rs.size() == 1);
@@ -331,7 +331,7 @@ TEST_CASE("http session: 414 for a request-target over the header limit") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /" + std::string(9000, 'u') + " HTTP/1.1\r\n\r\n");
+  s.feed("GET /" + std::string(9000, 'u') + " HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].status == 414);
@@ -342,7 +342,7 @@ TEST_CASE("http session: 413 for a declared body over the limit") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{8192, 100}, out);
-  s.feed("POST /echo HTTP/1.1\r\nContent-Length: 101\r\n\r\n");
+  s.feed("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].status == 413);
@@ -357,7 +357,7 @@ TEST_CASE("http session: 413 for a chunked body that grows over the limit") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{8192, 100}, out);
-  s.feed("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  s.feed("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
   CHECK(out.bytes.empty());
   s.feed("40\r\n" + std::string(64, 'c') + "\r\n");
   CHECK(out.bytes.empty());
@@ -372,7 +372,7 @@ TEST_CASE("http session: 400 for garbage, then input is ignored") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /plaintext HTTP/1.1\r\n\r\n\x01\x02 garbage\r\n\r\n");
+  s.feed("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n\x01\x02 garbage\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 2);
   CHECK(rs[0].status == 200);
@@ -393,7 +393,7 @@ TEST_CASE("http session: 400 for both Content-Length and Transfer-Encoding") {
   Session s(router, Limits{}, out);
   s.feed(
       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "0\r\n\r\nGET /plaintext HTTP/1.1\r\n\r\n");
+      "0\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].status == 400);
@@ -405,7 +405,7 @@ TEST_CASE("http session: 404 for an unknown path, the connection stays open") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /nowhere HTTP/1.1\r\n\r\n" + gets(1));
+  s.feed("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n" + gets(1));
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 2);
   CHECK(rs[0].status == 404);
@@ -418,7 +418,7 @@ TEST_CASE("http session: 405 with Allow for a known path and another method") {
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("DELETE /resource HTTP/1.1\r\n\r\nPOST /resource HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  s.feed("DELETE /resource HTTP/1.1\r\nHost: x\r\n\r\nPOST /resource HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 2);
   CHECK(rs[0].status == 405);
@@ -429,7 +429,7 @@ TEST_CASE("http session: 405 with Allow for a known path and another method") {
 
 TEST_CASE("http session: a deferred response holds back the ones after it") {
   DeferredFixture f;
-  f.session->feed("GET /later/1 HTTP/1.1\r\n\r\nGET /now/2 HTTP/1.1\r\n\r\n");
+  f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(f.out.bytes.empty());
   CHECK(f.out.flushes.empty());
   CHECK(f.session->pending() == 2);
@@ -454,8 +454,8 @@ TEST_CASE("http session: a deferred response holds back the ones after it") {
 TEST_CASE("http session: several deferred responses answered out of order go out in order") {
   DeferredFixture f;
   f.session->feed(
-      "GET /now/1 HTTP/1.1\r\n\r\nGET /later/2 HTTP/1.1\r\n\r\nGET /now/3 HTTP/1.1\r\n\r\n"
-      "GET /later/4 HTTP/1.1\r\n\r\nGET /sync HTTP/1.1\r\n\r\n");
+      "GET /now/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /later/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /now/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /later/4 HTTP/1.1\r\nHost: x\r\n\r\nGET /sync HTTP/1.1\r\nHost: x\r\n\r\n");
   REQUIRE(f.held.size() == 2);
   CHECK(parse_responses(f.out.bytes).size() == 1);  // /now/1 went straight out
   CHECK(f.out.flushes.size() == 1);
@@ -474,7 +474,7 @@ TEST_CASE("http session: several deferred responses answered out of order go out
   CHECK(f.out.all_flushed());
   // Many more, to make the ring of held responses grow and wrap.
   std::string in;
-  for (int i = 0; i < 40; ++i) in += "GET /later/x HTTP/1.1\r\n\r\nGET /now/y HTTP/1.1\r\n\r\n";
+  for (int i = 0; i < 40; ++i) in += "GET /later/x HTTP/1.1\r\nHost: x\r\n\r\nGET /now/y HTTP/1.1\r\nHost: x\r\n\r\n";
   f.session->feed(in);
   REQUIRE(f.held.size() == 42);
   for (std::size_t i = 42; i-- > 2;) f.held[i](Response::text(200, "l" + std::to_string(i)));
@@ -489,10 +489,10 @@ TEST_CASE("http session: several deferred responses answered out of order go out
 TEST_CASE("http session: a close or an error behind a deferred response waits for it") {
   DeferredFixture f;
   SUBCASE("Connection: close") {
-    f.session->feed("GET /later/1 HTTP/1.1\r\n\r\nGET /now/2 HTTP/1.1\r\nConnection: close\r\n\r\nGET /now/3 HTTP/1.1\r\n\r\n");
+    f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /now/3 HTTP/1.1\r\nHost: x\r\n\r\n");
   }
   SUBCASE("malformed request") {
-    f.session->feed("GET /later/1 HTTP/1.1\r\n\r\nGET /now/2 HTTP/1.1\r\n\r\nNOT HTTP\r\n\r\n");
+    f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP\r\n\r\n");
   }
   CHECK(f.out.bytes.empty());
   CHECK(f.out.closes == 0);
@@ -512,7 +512,7 @@ TEST_CASE("http session: a close or an error behind a deferred response waits fo
 
 TEST_CASE("http session: a Responder answered inside the handler is like an immediate answer") {
   DeferredFixture f;
-  f.session->feed("GET /sync HTTP/1.1\r\n\r\nGET /now/2 HTTP/1.1\r\n\r\n");
+  f.session->feed("GET /sync HTTP/1.1\r\nHost: x\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(f.out.bytes);
   REQUIRE(rs.size() == 2);
   CHECK(rs[0].body == "sync");
@@ -523,10 +523,10 @@ TEST_CASE("http session: a Responder answered inside the handler is like an imme
 TEST_CASE("http session: a dropped Responder answers 500") {
   DeferredFixture f;
   SUBCASE("dropped in the handler") {
-    f.session->feed("GET /drop HTTP/1.1\r\n\r\nGET /now/2 HTTP/1.1\r\n\r\n");
+    f.session->feed("GET /drop HTTP/1.1\r\nHost: x\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   }
   SUBCASE("dropped later") {
-    f.session->feed("GET /later/1 HTTP/1.1\r\n\r\nGET /now/2 HTTP/1.1\r\n\r\n");
+    f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(f.out.bytes.empty());
     f.held.clear();
   }
@@ -540,7 +540,7 @@ TEST_CASE("http session: a dropped Responder answers 500") {
 
 TEST_CASE("http session: answering after the session is gone does nothing") {
   DeferredFixture f;
-  f.session->feed("GET /later/1 HTTP/1.1\r\n\r\n");
+  f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\n");
   REQUIRE(f.held.size() == 1);
   f.session.reset();
   CHECK(f.held[0]);
@@ -550,7 +550,7 @@ TEST_CASE("http session: answering after the session is gone does nothing") {
   CHECK(f.out.flushes.empty());
   // Dropping an unanswered one after the session is gone is silent as well.
   f.session = std::make_unique<Session>(f.router, Limits{}, f.out);
-  f.session->feed("GET /later/2 HTTP/1.1\r\n\r\n");
+  f.session->feed("GET /later/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   f.session.reset();
   f.held.clear();
   CHECK(f.out.bytes.empty());
@@ -558,7 +558,7 @@ TEST_CASE("http session: answering after the session is gone does nothing") {
 
 TEST_CASE("http session: the end of input closes after the responses still owed") {
   DeferredFixture f;
-  f.session->feed("GET /later/1 HTTP/1.1\r\n\r\n");
+  f.session->feed("GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\n");
   f.session->end_of_input();
   CHECK(f.out.closes == 0);
   f.session->feed(gets(1, "/now/ignored"));
@@ -665,7 +665,7 @@ TEST_CASE("http session: deferred answers still go out while paused, in order") 
 TEST_CASE("http session: the end of input while paused answers the requests kept, then closes") {
   DeferredFixture f;
   f.session->feed(gets(1, "/congest/1") + gets(1, "/now/2"));
-  f.session->feed(gets(1, "/later/3") + gets(1, "/now/4") + "GET /now/incomplete HTTP/1.1\r\n");
+  f.session->feed(gets(1, "/later/3") + gets(1, "/now/4") + "GET /now/incomplete HTTP/1.1\r\nHost: x\r\n");
   f.session->end_of_input();
   CHECK(bodies(f.out.bytes) == Bodies{"/congest/1"});
   CHECK(f.out.closes == 0);
@@ -684,7 +684,7 @@ TEST_CASE("http session: the end of input while paused answers the requests kept
 
 TEST_CASE("http session: a close or an error in the kept input takes effect on resume") {
   DeferredFixture f;
-  f.session->feed(gets(1, "/congest/1") + "GET /now/2 HTTP/1.1\r\nConnection: close\r\n\r\n" + gets(1, "/now/3"));
+  f.session->feed(gets(1, "/congest/1") + "GET /now/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + gets(1, "/now/3"));
   CHECK(f.session->paused());
   f.out.congestion = false;
   f.session->resume();
@@ -722,7 +722,7 @@ TEST_CASE("http session: HEAD gets the GET headers and Content-Length without a 
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("HEAD /plaintext HTTP/1.1\r\n\r\nGET /plaintext HTTP/1.1\r\n\r\n");
+  s.feed("HEAD /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string expected_tail = "Content-Length: 13\r\nContent-Type: text/plain\r\n\r\nHTTP/1.1 200 OK\r\n";
   CHECK(out.bytes.find(expected_tail) != std::string::npos);  // nothing between the HEAD head and the next response
   auto rs = parse_responses(out.bytes, {0});
@@ -771,7 +771,7 @@ TEST_CASE("http session: Content-Length matches bodies of several sizes") {
   Session s(router, Limits{}, out);
   const std::size_t sizes[] = {0, 1, 9, 10, 99, 100, 4096, 65535, 1000000};
   std::string in;
-  for (std::size_t n : sizes) in += "GET /size?" + std::to_string(n) + " HTTP/1.1\r\n\r\n";
+  for (std::size_t n : sizes) in += "GET /size?" + std::to_string(n) + " HTTP/1.1\r\nHost: x\r\n\r\n";
   s.feed(in);
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == std::size(sizes));
@@ -786,7 +786,7 @@ TEST_CASE("http session: 204 carries no Content-Length and no body") {
   router.del("/item", [](Request&) { return Response(204, "ignored"); });
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("DELETE /item HTTP/1.1\r\n\r\n");
+  s.feed("DELETE /item HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].status == 204);
@@ -818,7 +818,7 @@ TEST_CASE("http session: request fields and case-insensitive header lookup") {
   FakeOutput out;
   Session s(router, Limits{}, out);
   s.feed("OPTIONS /q?a=1&b=2#frag HTTP/1.1\r\nHost: example.org\r\naccept: text/html\r\nX-Empty:\r\n\r\n");
-  s.feed("GET http://example.org/abs?z HTTP/1.1\r\n\r\n");
+  s.feed("GET http://example.org/abs?z HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(host == "example.org");
   CHECK(accept == "text/html");
   CHECK(missing == "absent");
@@ -847,7 +847,7 @@ TEST_CASE("http session: Expect: 100-continue behind a deferred response comes a
   router.post("/echo", [](Request& req) { return Response::text(200, std::move(req.body)); });
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /later HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+  s.feed("GET /later HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
   CHECK(out.bytes.empty());
   REQUIRE(held.size() == 1);
   held[0](Response::text(200, "first"));
@@ -865,7 +865,7 @@ TEST_CASE("http session: an Upgrade request is answered, then the connection clo
   const Router router = make_router();
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET /plaintext HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n\r\n");
+  s.feed("GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].status == 200);
@@ -916,7 +916,7 @@ TEST_CASE("http response: reason phrases and helpers") {
   router.get("/", [](Request&) { return Response::text(200, "x").header("X-A", "1").header("Content-Length", "99"); });
   FakeOutput out;
   Session s(router, Limits{}, out);
-  s.feed("GET / HTTP/1.1\r\n\r\n");
+  s.feed("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   auto rs = parse_responses(out.bytes);
   REQUIRE(rs.size() == 1);
   CHECK(rs[0].header("X-A") == "1");

@@ -279,6 +279,22 @@ TEST_CASE("pause_reading stops input until resume_reading, and bytes that arrive
   CHECK(probe.seen.load() == 10);
 }
 
+TEST_CASE("a half-close while reading is paused with input kept answers all of it after the resume") {
+  Runtime rt(opts(1));
+  rt.start();
+  PauseProbe probe;
+  auto l = listen<Stepper>(rt, ListenOptions{}, &probe);
+  for (int c = 0; c < 3; ++c) {
+    Fd s = connect_to(l.address());
+    std::string req;
+    for (int i = 0; i < 10; ++i) req += "line" + std::to_string(i) + "\n";
+    REQUIRE(write_all(s.get(), req));  // one segment, then the FIN right behind it
+    ::shutdown(s.get(), SHUT_WR);
+    CHECK(read_exactly(s.get(), req.size(), 5000ms) == req);
+    CHECK(sees_close(s.get()));
+  }
+}
+
 namespace {
 
 // Every form of send without a copy, interleaved with copies.

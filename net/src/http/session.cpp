@@ -1,9 +1,9 @@
 // The session: llhttp drives the parse; the callbacks only copy bytes into
-// reused buffers and pause the parser at two points of each request (headers
-// complete, message complete), where feed() takes over: limits and Expect at
-// the first, dispatch to the router at the second. Handlers therefore never
-// run inside llhttp, and the pause positions give the exact size of each
-// header block as received.
+// reused buffers and pause the parser at a few points of each request
+// (headers complete, last chunk, message complete), where feed() takes over:
+// limits, request checks and Expect at the first, dispatch to the router at
+// the last. Handlers therefore never run inside llhttp, and the pause
+// positions give the exact size of each header block as received.
 //
 // Output order: every dispatched request (and every error answer) takes the
 // next sequence number. While nothing is outstanding, a ready response is
@@ -23,12 +23,90 @@
 // Their producer runs from settle(), the last step of every call from
 // outside (feed, resume, an answer or a stream write from a handler), never
 // nested inside another producer or the parser.
+//
+// ---- What is accepted (RFC 9112), and llhttp's settings --------------------
+//
+// Every malformed request is answered with its status and `Connection: close`,
+// and nothing after it on the connection is parsed.
+//
+// llhttp (Debian's node-llhttp 8.1) is compiled with LLHTTP_STRICT_MODE=1
+// (net/CMakeLists.txt). The loose build skips any two bytes after chunk data
+// (a request hidden there was answered: smuggling), takes a header name with
+// whitespace in it or before the colon, any byte after the CR ending the
+// header block, and tabs, form feeds and bytes >= 0x80 in the request-target;
+// the strict build rejects each of these (400). It also reports data after a
+// `Connection: close` request as an error, which never matters here: the
+// session parses nothing after such a request.
+//
+// Lenient flags, each chosen:
+//   headers          off: control characters in a field value are rejected (400).
+//   chunked_length   off: Transfer-Encoding with Content-Length is rejected by
+//                    llhttp itself (400, the classic smuggling vector; the
+//                    connection closes).
+//   keep_alive       off: nothing is parsed after a request that closes.
+//   transfer_encoding ON: llhttp then delivers the whole Transfer-Encoding
+//                    value instead of failing at `chunked, gzip`, so the
+//                    session can tell an unknown coding (501) from a
+//                    malformed list (400). The session checks every
+//                    Transfer-Encoding before llhttp frames a body: the only
+//                    coding accepted is exactly one `chunked`, and then
+//                    llhttp must have seen chunked too. (Were the check
+//                    skipped, llhttp would read the body to the end of the
+//                    connection: nothing after it could be smuggled.)
+//   version          ON (LENIENT_VERSION, no setter in 8.1): llhttp hands every
+//                    DIGIT.DIGIT version to the session, which answers 505 for
+//                    a major version other than 1 (HTTP/0.9 written out,
+//                    HTTP/2.0, PRI * HTTP/2.0, HTTP/3.0) and serves HTTP/1.x
+//                    with x >= 2 as HTTP/1.1 (RFC 9110 2.5: a higher minor
+//                    version is processed as the highest one implemented).
+//                    Anything else in the version (HTTP/1.10, HTTP/01.1,
+//                    HTTP/1) is malformed: 400.
+//
+// The session's own checks, besides llhttp's:
+//   - CR and LF: every line of the request line, header and trailer sections
+//     and of the chunk framing ends with CRLF. A bare LF, which llhttp takes
+//     after the request line and as the empty line ending a section, is
+//     refused (400) wherever it appears, and so is a bare CR; RFC 9112 2.2
+//     allows either choice for LF, this one leaves no two readings of where
+//     a request ends.
+//   - obs-fold (a field line starting with SP or HTAB, which llhttp joins to
+//     the previous value): 400, in headers and trailers (RFC 9112 5.2).
+//   - the request line has exactly two single SPs: no version (HTTP/0.9
+//     style, `GET /`), or a doubled SP: 400, at once.
+//   - Host: HTTP/1.1 without one, more than one, or one with a character
+//     that cannot be in uri-host [":" port]: 400 (RFC 9112 3.2).
+//   - an empty field name: 400.
+//   - Transfer-Encoding: in HTTP/1.0, 400 (RFC 9112 6.1); a coding other than
+//     chunked anywhere in the list (`gzip, chunked`, `chunked, gzip`,
+//     `identity`, `chunked;x=1`): 501 (RFC 9112 6.1: a coding not understood;
+//     nginx does the same; for `chunked, gzip` RFC 9112 6.3 would also allow
+//     400, either way the connection closes); chunked twice, or an empty
+//     list: 400.
+//   - Content-Length: llhttp rejects signs, junk, lists and duplicates (400);
+//     a value over 2^64-1 is 413, like one over max_body_bytes (before any
+//     body byte is read). A chunk size over what is left of max_body_bytes,
+//     or over 2^64-1, is 413 as soon as its line ends.
+//   - a method llhttp does not know (`QUERY`, `get`) in a well-formed request
+//     line: 501 (RFC 9110 9.1). llhttp stops at the method, so the session
+//     judges the line on the input at hand: when the line is not all there
+//     (sent in pieces), or is malformed anywhere, the answer is 400. Either
+//     way the request is refused and the connection closes.
+//   - limits (see Limits): header bytes and count (431), the trailer section's
+//     bytes and count (431), chunk extensions' count and bytes (400). (llhttp
+//     8.1 also refuses, 400, an extension with a value followed by another,
+//     `;a=b;c`: a parser limitation, harmless as extensions are all but
+//     never sent.)
+//   - memory: nothing is sized from a declared length; the body grows as its
+//     bytes arrive. An allocation that fails while reading a body answers
+//     413 and closes; one that fails elsewhere ends that connection only.
 #include "ringshard/net/http/session.hpp"
 
 #include "ringshard/net/detail/ordered_slots.hpp"
 
 #include <llhttp.h>
 
+#include <algorithm>
+#include <array>
 #include <cassert>
 #include <charconv>
 #include <cstring>
@@ -108,7 +186,22 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   struct Span {
     std::uint32_t name_off = 0, name_len = 0, value_off = 0, value_len = 0;
   };
-  enum class Pause : std::uint8_t { none, headers, message };
+  enum class Pause : std::uint8_t { none, headers, trailers, message };
+
+  // The line check over every byte that is not body data (request line,
+  // header and trailer sections, chunk-size lines, the CRLF after chunk
+  // data): CRLF line ends only, no line starting with SP or HTAB (obs-fold),
+  // and a request line with exactly two SPs. It runs over what llhttp
+  // consumed, before the session acts on a pause (so before any dispatch).
+  struct Lines {
+    enum class Part : std::uint8_t { before_request, request_line, fields };
+    Part part = Part::before_request;
+    bool cr = false;          // the last byte was a CR
+    bool line_start = true;   // the last bytes ended a line
+    std::uint8_t spaces = 0;  // SPs in the request line so far
+    void next_request() noexcept { *this = Lines{}; }
+    [[nodiscard]] bool scan(const char* p, const char* end) noexcept;
+  };
 
   static const llhttp_settings_t& settings() noexcept {
     static const llhttp_settings_t s = make_settings();
@@ -117,18 +210,28 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   static SessionCore& self(llhttp_t* p) noexcept { return *static_cast<SessionCore*>(p->data); }
   static int on_message_begin(llhttp_t* p) noexcept;
   static int on_url(llhttp_t* p, const char* at, std::size_t len) noexcept;
+  static int on_version_complete(llhttp_t* p) noexcept;
   static int on_header_field(llhttp_t* p, const char* at, std::size_t len) noexcept;
   static int on_header_field_complete(llhttp_t* p) noexcept;
   static int on_header_value(llhttp_t* p, const char* at, std::size_t len) noexcept;
   static int on_header_value_complete(llhttp_t* p) noexcept;
   static int on_headers_complete(llhttp_t* p) noexcept;
+  static int on_chunk_header(llhttp_t* p) noexcept;
+  static int on_chunk_extension(llhttp_t* p, const char* at, std::size_t len) noexcept;
+  static int on_chunk_extension_name_complete(llhttp_t* p) noexcept;
   static int on_body(llhttp_t* p, const char* at, std::size_t len) noexcept;
   static int on_message_complete(llhttp_t* p) noexcept;
 
   static llhttp_settings_t make_settings() noexcept;
   int append_head(const char* at, std::size_t len, int status) noexcept;
+  int reject(int status) noexcept {
+    error_status_ = status;
+    return HPE_USER;
+  }
 
   const char* parse(const char* p, const char* end);
+  [[nodiscard]] int error_status(llhttp_errno_t err) const noexcept;
+  [[nodiscard]] int check_request() const noexcept;
   void continue_paused();
   void headers_done();
   void message_done();
@@ -159,15 +262,29 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   // Parse state of the current request.
   Pause pause_ = Pause::none;
   bool in_message_ = false;
-  bool in_body_ = false;  // headers complete (header callbacks now are trailers: ignored)
+  bool in_body_ = false;  // headers complete (header callbacks now are trailers: not kept)
+  bool in_trailers_ = false;  // after the last chunk: the trailer section
   bool in_field_ = false;
   bool in_value_ = false;
+  bool version_seen_ = false;
   int error_status_ = 0;        // set by a callback that fails the parse
   std::size_t header_raw_ = 0;  // bytes received since the last request ended, while in a header block
+  std::size_t trailer_raw_ = 0; // bytes of the trailer section received so far
   std::size_t url_len_ = 0;
+  std::size_t field_len_ = 0;   // length of the field name being read
+  std::size_t trailers_ = 0;    // trailer fields so far
+  std::size_t extensions_ = 0;  // chunk extensions so far
+  std::size_t extension_bytes_ = 0;
   std::string arena_;  // target, then header names and values
   std::vector<Span> spans_;
   Request request_;
+
+  // The input llhttp is running over (valid during llhttp_execute), and how
+  // far the line check has looked at it.
+  const char* exec_begin_ = nullptr;
+  const char* exec_end_ = nullptr;
+  const char* scanned_ = nullptr;
+  Lines lines_;
 
   // Output state.
   std::uint64_t next_seq_ = 0;  // sequence number of the next request (or error answer)
@@ -230,18 +347,170 @@ Response error_response(int status) {
   return Response::text(status, std::move(body));
 }
 
+// tchar (RFC 9110 5.6.2).
+constexpr bool is_tchar(unsigned char c) noexcept {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// Whether the request line around `pos` (where llhttp gave up on the
+// method) is method SP request-target SP HTTP/DIGIT.DIGIT CRLF, all of it
+// within [begin, end): method a token, target visible ASCII.
+bool well_formed_request_line(const char* begin, const char* pos, const char* end) noexcept {
+  const char* p = pos;
+  while (p > begin && is_tchar(static_cast<unsigned char>(p[-1]))) --p;
+  if (p > begin && p[-1] != '\n') return false;  // the line starts before this input: not seen whole
+  const char* const method = p;
+  while (p < end && is_tchar(static_cast<unsigned char>(*p))) ++p;
+  if (p == method || p == end || *p++ != ' ') return false;
+  const char* const target = p;
+  while (p < end && *p > ' ' && *p < 0x7f) ++p;
+  if (p == target || p == end || *p++ != ' ') return false;
+  constexpr std::string_view tail = "HTTP/D.D\r\n";
+  if (static_cast<std::size_t>(end - p) < tail.size()) return false;
+  for (const char t : tail) {
+    const char c = *p++;
+    if (t == 'D' ? !is_digit(c) : c != t) return false;
+  }
+  return true;
+}
+
+// A Host value: uri-host [":" port] (RFC 9112 3.2, RFC 3986 3.2.2), checked
+// by character: reg-name and IP-literal characters, ':' and the brackets.
+// Empty is valid (a target without authority).
+constexpr auto host_chars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = t[static_cast<std::size_t>(c - 32)] = true;
+  for (const char c : std::string_view("-._~%!$&'()*+,;=:[]")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+bool valid_host(std::string_view v) noexcept {
+  for (const char c : v)
+    if (!host_chars[static_cast<unsigned char>(c)]) return false;
+  return true;
+}
+
+// Whether the field name `name` (a token: llhttp checked it) is `lower`, a
+// lower-case name of letters and '-', whatever its case. For tokens, c | 0x20
+// equals a letter only for that letter in either case, and equals '-' only
+// for '-' (0x0d is no token character).
+bool is_field(std::string_view name, std::string_view lower) noexcept {
+  if (name.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i)
+    if ((name[i] | 0x20) != lower[i]) return false;
+  return true;
+}
+
+// Transfer-Encoding values, all of them together: the status to refuse the
+// request with, or 0 when it is exactly one `chunked`.
+struct TransferCodings {
+  bool present = false;
+  bool unknown = false;
+  int chunked = 0;
+  void add(std::string_view list) noexcept {
+    present = true;
+    while (!list.empty()) {
+      const std::size_t comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (item.empty()) continue;  // empty list elements are allowed (RFC 9110 5.6.1)
+      if (iequals(item, "chunked")) ++chunked;
+      else unknown = true;  // another coding, or chunked with parameters
+    }
+  }
+};
+
 }  // namespace
+
+// Line by line (memchr to each LF): a bare CR inside a line is refused by
+// llhttp itself (in the request line, field lines, chunk-size lines, after
+// chunk data and at the end of a section, in its strict build), so what is
+// left to check is at the line ends and starts: each LF has a CR before it,
+// and no line starts with SP or HTAB. Before the request line, where llhttp
+// skips any run of CR and LF, every byte is checked.
+bool SessionCore::Lines::scan(const char* p, const char* const end) noexcept {
+  // The state in locals: stores to the members could alias the input (both
+  // are char-sized), which would keep the loop from holding it in registers.
+  Part at = part;
+  bool after_cr = cr;
+  bool at_line_start = line_start;
+  unsigned sp = spaces;
+  bool ok = true;
+  while (p < end) {
+    if (at == Part::before_request) {  // empty lines (CRLF) before the request
+      const char c = *p;
+      if (after_cr ? c != '\n' : c == '\n') {  // a bare CR, or a bare LF
+        ok = false;
+        break;
+      }
+      if (after_cr || c == '\r') {
+        after_cr = !after_cr;
+        ++p;
+        continue;
+      }
+      at = Part::request_line;  // the method's first byte
+      at_line_start = false;
+    }
+    if (at_line_start) {
+      at_line_start = false;
+      if (*p == ' ' || *p == '\t') {  // obs-fold, or whitespace before a field
+        ok = false;
+        break;
+      }
+    }
+    const void* lf = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+    const char* const stop = lf != nullptr ? static_cast<const char*>(lf) : end;
+    if (at == Part::request_line) sp += static_cast<unsigned>(std::count(p, stop, ' '));
+    if (stop > p) after_cr = stop[-1] == '\r';
+    if (lf == nullptr) break;  // the line goes on in the next input
+    if (!after_cr) {  // a bare LF
+      ok = false;
+      break;
+    }
+    if (at == Part::request_line) {
+      if (sp != 2) {  // no version (HTTP/0.9 style), or a doubled SP
+        ok = false;
+        break;
+      }
+      at = Part::fields;
+    }
+    after_cr = false;
+    at_line_start = true;
+    p = stop + 1;
+  }
+  part = at;
+  cr = after_cr;
+  line_start = at_line_start;
+  spaces = static_cast<std::uint8_t>(sp > 255 ? 255 : sp);
+  return ok;
+}
 
 llhttp_settings_t SessionCore::make_settings() noexcept {
   llhttp_settings_t s;
   llhttp_settings_init(&s);
   s.on_message_begin = &on_message_begin;
   s.on_url = &on_url;
+  s.on_version_complete = &on_version_complete;
   s.on_header_field = &on_header_field;
   s.on_header_field_complete = &on_header_field_complete;
   s.on_header_value = &on_header_value;
   s.on_header_value_complete = &on_header_value_complete;
   s.on_headers_complete = &on_headers_complete;
+  s.on_chunk_header = &on_chunk_header;
+  s.on_chunk_extension_name = &on_chunk_extension;
+  s.on_chunk_extension_value = &on_chunk_extension;
+  s.on_chunk_extension_name_complete = &on_chunk_extension_name_complete;
   s.on_body = &on_body;
   s.on_message_complete = &on_message_complete;
   return s;
@@ -251,6 +520,12 @@ SessionCore::SessionCore(const Router& router, Limits limits, Output& output)
     : router_(router), limits_(limits), out_(&output) {
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
+  // The lenient flags and why: see the top of this file.
+  llhttp_set_lenient_headers(&parser_, 0);
+  llhttp_set_lenient_chunked_length(&parser_, 0);
+  llhttp_set_lenient_keep_alive(&parser_, 0);
+  llhttp_set_lenient_transfer_encoding(&parser_, 1);
+  parser_.lenient_flags |= LENIENT_VERSION;
 }
 
 // ---- llhttp callbacks -------------------------------------------------------
@@ -259,20 +534,28 @@ int SessionCore::on_message_begin(llhttp_t* p) noexcept {
   SessionCore& s = self(p);
   s.in_message_ = true;
   s.in_body_ = false;
+  s.in_trailers_ = false;
   s.in_field_ = false;
   s.in_value_ = false;
+  s.version_seen_ = false;
   s.url_len_ = 0;
+  s.field_len_ = 0;
+  s.trailers_ = 0;
+  s.trailer_raw_ = 0;
+  s.extensions_ = 0;
+  s.extension_bytes_ = 0;
   s.arena_.clear();
   s.spans_.clear();
   return 0;
 }
 
 int SessionCore::append_head(const char* at, std::size_t len, int status) noexcept {
-  if (arena_.size() + len > limits_.max_header_bytes) {
-    error_status_ = status;
-    return HPE_USER;
+  if (arena_.size() + len > limits_.max_header_bytes) return reject(status);
+  try {
+    arena_.append(at, len);  // within max_header_bytes: the capacity stays bounded
+  } catch (...) {
+    return reject(500);
   }
-  arena_.append(at, len);  // within max_header_bytes: the capacity stays bounded
   return 0;
 }
 
@@ -282,21 +565,43 @@ int SessionCore::on_url(llhttp_t* p, const char* at, std::size_t len) noexcept {
   return s.append_head(at, len, 414);
 }
 
+int SessionCore::on_version_complete(llhttp_t* p) noexcept {
+  SessionCore& s = self(p);
+  s.version_seen_ = true;
+  if (p->http_major != 1) return s.reject(505);
+  return 0;
+}
+
 int SessionCore::on_header_field(llhttp_t* p, const char* at, std::size_t len) noexcept {
   SessionCore& s = self(p);
-  if (s.in_body_) return 0;  // trailer fields are not kept
+  if (!s.version_seen_) return s.reject(400);  // fields after a request line without a version
   if (!s.in_field_) {
     s.in_field_ = true;
-    const auto off = static_cast<std::uint32_t>(s.arena_.size());
-    s.spans_.push_back(Span{off, 0, off, 0});
+    s.field_len_ = 0;
+    if (s.in_body_) {
+      if (++s.trailers_ > s.limits_.max_headers) return s.reject(431);
+    } else {
+      if (s.spans_.size() >= s.limits_.max_headers) return s.reject(431);
+      const auto off = static_cast<std::uint32_t>(s.arena_.size());
+      try {
+        s.spans_.push_back(Span{off, 0, off, 0});
+      } catch (...) {
+        return s.reject(500);
+      }
+    }
   }
+  s.field_len_ += len;
+  if (s.in_body_) return 0;  // trailer fields are not kept (their size is counted as received)
   s.spans_.back().name_len += static_cast<std::uint32_t>(len);
   return s.append_head(at, len, 431);
 }
 
 int SessionCore::on_header_field_complete(llhttp_t* p) noexcept {
-  self(p).in_field_ = false;
-  return 0;
+  SessionCore& s = self(p);
+  const bool empty = !s.in_field_ || s.field_len_ == 0;
+  s.in_field_ = false;
+  s.field_len_ = 0;
+  return empty ? s.reject(400) : 0;  // a field line starting with ':'
 }
 
 int SessionCore::on_header_value(llhttp_t* p, const char* at, std::size_t len) noexcept {
@@ -322,13 +627,42 @@ int SessionCore::on_headers_complete(llhttp_t* p) noexcept {
   return HPE_PAUSED;
 }
 
+// After each chunk-size line: a chunk over what is left of the body limit is
+// refused now, before its bytes; the last chunk starts the trailer section,
+// whose size parse() counts from here.
+int SessionCore::on_chunk_header(llhttp_t* p) noexcept {
+  SessionCore& s = self(p);
+  if (p->content_length > s.limits_.max_body_bytes - s.request_.body.size()) return s.reject(413);
+  if (p->content_length != 0) return 0;
+  s.pause_ = Pause::trailers;
+  return HPE_PAUSED;
+}
+
+int SessionCore::on_chunk_extension(llhttp_t* p, const char* /*at*/, std::size_t len) noexcept {
+  SessionCore& s = self(p);
+  s.extension_bytes_ += len;
+  return s.extension_bytes_ > s.limits_.max_chunk_extension_bytes ? s.reject(400) : 0;
+}
+
+int SessionCore::on_chunk_extension_name_complete(llhttp_t* p) noexcept {
+  SessionCore& s = self(p);
+  return ++s.extensions_ > s.limits_.max_chunk_extensions ? s.reject(400) : 0;
+}
+
 int SessionCore::on_body(llhttp_t* p, const char* at, std::size_t len) noexcept {
   SessionCore& s = self(p);
-  if (s.request_.body.size() + len > s.limits_.max_body_bytes) {
-    s.error_status_ = 413;
-    return HPE_USER;
+  // The framing bytes before this body data get their line check now.
+  if (!s.lines_.scan(s.scanned_, at)) return s.reject(400);
+  s.scanned_ = at + len;
+  s.lines_.line_start = false;
+  s.lines_.cr = false;
+  if (len > s.limits_.max_body_bytes - s.request_.body.size()) return s.reject(413);
+  try {
+    s.request_.body.append(at, len);  // grows with what arrived, never with what was declared
+  } catch (...) {
+    std::string().swap(s.request_.body);
+    return s.reject(413);
   }
-  s.request_.body.append(at, len);
   return 0;
 }
 
@@ -398,22 +732,48 @@ const char* SessionCore::parse(const char* p, const char* const end) {
   // more even when all bytes are consumed.
   bool run_once_more = false;
   while ((p < end || std::exchange(run_once_more, false)) && !stopped_) {
+    exec_begin_ = scanned_ = p;
+    exec_end_ = end;
     const llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<std::size_t>(end - p));
     if (err == HPE_OK) {
+      if (!lines_.scan(scanned_, end)) {
+        fail(400);
+        return end;
+      }
       if (!in_body_) {
         header_raw_ += static_cast<std::size_t>(end - p);
-        if (header_raw_ > limits_.max_header_bytes) fail(431);
+        // Still in the request line with a target: the target is what is too
+        // long (414, as when on_url finds it over the limit first).
+        if (header_raw_ > limits_.max_header_bytes) fail(!version_seen_ && url_len_ > 0 ? 414 : 431);
+      } else if (in_trailers_) {
+        trailer_raw_ += static_cast<std::size_t>(end - p);
+        if (trailer_raw_ > limits_.max_header_bytes) fail(431);
       }
       return end;
     }
     if (err == HPE_PAUSED) {
       const char* pos = llhttp_get_error_pos(&parser_);
+      if (!lines_.scan(scanned_, pos)) {
+        fail(400);
+        return end;
+      }
       const Pause why = std::exchange(pause_, Pause::none);
       if (why == Pause::headers) {
         header_raw_ += static_cast<std::size_t>(pos - p);
         headers_done();
         run_once_more = true;
+      } else if (why == Pause::trailers) {
+        in_trailers_ = true;
+        run_once_more = true;
       } else if (why == Pause::message) {
+        if (in_trailers_) {
+          trailer_raw_ += static_cast<std::size_t>(pos - p);
+          if (trailer_raw_ > limits_.max_header_bytes) {
+            fail(431);
+            return end;
+          }
+        }
+        lines_.next_request();
         if (blocked()) {  // between two requests: the parser holds nothing of the next
           llhttp_resume(&parser_);
           paused_ = true;
@@ -431,27 +791,84 @@ const char* SessionCore::parse(const char* p, const char* const end) {
     }
     // A parse error, a limit hit in a callback, or an upgrade (which only
     // comes after a request we answered with close, so never here).
-    fail(error_status_ != 0 ? error_status_ : 400);
+    fail(error_status(err));
     return end;
   }
   return p;
 }
 
+// The status for a request llhttp stopped at.
+int SessionCore::error_status(llhttp_errno_t err) const noexcept {
+  if (error_status_ != 0) return error_status_;
+  const char* pos = llhttp_get_error_pos(&parser_);
+  const bool at_byte = pos != nullptr && pos >= exec_begin_ && pos < exec_end_;
+  switch (err) {
+    case HPE_INVALID_METHOD:
+      // A method llhttp does not know, in a well-formed request line, is one
+      // we do not implement: 501 (RFC 9110 9.1). Anything else is malformed.
+      return at_byte && well_formed_request_line(exec_begin_, pos, exec_end_) ? 501 : 400;
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_INVALID_CHUNK_SIZE: {
+      // A Content-Length or chunk size over 2^64-1 is a valid number, too
+      // large: 413. llhttp tells it from a malformed one only by its reason
+      // ("Content-Length overflow", "Chunk size overflow"); should a later
+      // llhttp word it otherwise, the answer is 400, still refused.
+      const char* reason = llhttp_get_error_reason(&parser_);
+      return reason != nullptr && std::string_view(reason).find("overflow") != std::string_view::npos ? 413 : 400;
+    }
+    case HPE_PAUSED_H2_UPGRADE:
+      return 505;  // PRI * HTTP/2.0 (answered at its version already)
+    default:
+      return 400;
+  }
+}
+
+// The checks on a complete header section that llhttp does not make: the
+// status to refuse the request with, or 0.
+int SessionCore::check_request() const noexcept {
+  if (!version_seen_) return 400;
+  const char* base = arena_.data();
+  int hosts = 0;
+  bool bad_host = false;
+  TransferCodings te;
+  for (const Span& s : spans_) {
+    const std::string_view name(base + s.name_off, s.name_len);
+    const std::string_view value(base + s.value_off, s.value_len);
+    if (is_field(name, "host")) {
+      ++hosts;
+      bad_host |= !valid_host(value);
+    } else if (is_field(name, "transfer-encoding")) {
+      te.add(value);
+    }
+  }
+  if (hosts > 1 || bad_host) return 400;
+  if (hosts == 0 && !http10()) return 400;  // HTTP/1.1 (and 1.x served as 1.1) requires Host
+  const auto flags = parser_.flags;
+  // Both lengths: a request smuggling attempt (RFC 9112 6.1). llhttp
+  // refuses it already; checked here whatever its settings.
+  if ((flags & F_CONTENT_LENGTH) && (te.present || (flags & F_TRANSFER_ENCODING))) return 400;
+  if (te.present) {
+    if (http10()) return 400;   // RFC 9112 6.1: framing faulty in HTTP/1.0
+    if (te.unknown) return 501; // a coding we do not implement
+    if (te.chunked != 1) return 400;
+    if (!(flags & F_CHUNKED)) return 400;  // llhttp must frame it as chunked too
+  } else if (flags & F_TRANSFER_ENCODING) {
+    return 400;  // cannot happen: llhttp saw a Transfer-Encoding the session did not
+  }
+  if ((flags & F_CONTENT_LENGTH) && parser_.content_length > limits_.max_body_bytes) return 413;
+  return 0;
+}
+
 void SessionCore::headers_done() {
   if (header_raw_ > limits_.max_header_bytes) return fail(431);
-  const auto flags = parser_.flags;
-  // Both lengths: a request smuggling attempt (RFC 9112 6.1). Checked here
-  // whatever llhttp's leniency settings.
-  if ((flags & F_CONTENT_LENGTH) && (flags & F_TRANSFER_ENCODING)) return fail(400);
-  const bool chunked = (flags & F_CHUNKED) != 0;
-  const bool has_length = (flags & F_CONTENT_LENGTH) != 0;
-  if (has_length && parser_.content_length > limits_.max_body_bytes) return fail(413);
+  if (const int status = check_request(); status != 0) return fail(status);
+  const bool chunked = (parser_.flags & F_CHUNKED) != 0;
 
   Request& r = request_;
   r.method = to_method(parser_.method);
   r.method_name = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   r.http_major = parser_.http_major;
-  r.http_minor = parser_.http_minor;
+  r.http_minor = parser_.http_minor > 1 ? 1 : parser_.http_minor;  // HTTP/1.x, x > 1: served as 1.1
   // An upgrade (or CONNECT) is answered as a plain request, then the
   // connection closes: the bytes after it would be another protocol.
   r.keep_alive = llhttp_should_keep_alive(&parser_) != 0 && parser_.upgrade == 0;
@@ -476,8 +893,9 @@ void SessionCore::headers_done() {
   r.headers.clear();
   for (const Span& s : spans_)
     r.headers.push_back(Header{{base + s.name_off, s.name_len}, {base + s.value_off, s.value_len}});
+  // Nothing is reserved for the body: it grows as its bytes arrive (a
+  // declared length is only a claim).
   r.body.clear();
-  if (has_length) r.body.reserve(static_cast<std::size_t>(parser_.content_length));
 
   // Expect: 100-continue, when a body is to come (HTTP/1.1 only).
   if ((chunked || parser_.content_length > 0) && !http10()) {
@@ -499,6 +917,7 @@ void SessionCore::headers_done() {
 void SessionCore::message_done() {
   in_message_ = false;
   in_body_ = false;
+  in_trailers_ = false;
   header_raw_ = 0;
   ++requests_;
   const std::uint64_t seq = next_seq_++;

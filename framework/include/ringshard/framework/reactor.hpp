@@ -101,6 +101,7 @@ struct ReactorOptions {
 class Reactor {
  public:
   explicit Reactor(const ReactorOptions& options = {});
+  ~Reactor();
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
 
@@ -149,6 +150,13 @@ class Reactor {
   void cancel(const Completion& c);
   /// Cancels every operation in flight (used at shutdown).
   void cancel_all();
+  /// Deletes `obj` once the completion being dispatched has returned (at the
+  /// end of this turn, or with the reactor if no turn comes): for an
+  /// operation object that ends itself from inside its own final CQE.
+  template <class T>
+  void retire(T* obj) {
+    retired_.push_back(Retired{obj, +[](void* p) noexcept { delete static_cast<T*>(p); }});
+  }
 
   /// Operations submitted whose final CQE has not arrived yet.
   [[nodiscard]] std::size_t in_flight() const noexcept { return in_flight_; }
@@ -207,6 +215,11 @@ class Reactor {
   };
 
   static uring::Ring make_ring(const ReactorOptions& options, std::string_view& mode);
+  struct Retired {
+    void* obj;
+    void (*destroy)(void*) noexcept;
+  };
+  void destroy_retired() noexcept;
 
   std::string_view mode_;
   // The ring fd is registered (IORING_REGISTER_RING_FDS, saving a file
@@ -220,6 +233,7 @@ class Reactor {
   std::size_t in_flight_ = 0;
   std::vector<Timer*> heap_;
   std::uint64_t timer_seq_ = 0;
+  std::vector<Retired> retired_;
 };
 
 }  // namespace ringshard

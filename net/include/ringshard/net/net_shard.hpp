@@ -74,6 +74,14 @@ class NetShard final : public ShardExtension {
   [[nodiscard]] std::string take_chunk() noexcept;
   void recycle_chunk(std::string&& chunk) noexcept;
 
+  /// Gives back to the system the memory the shard keeps for reuse: the
+  /// spare send strings and send-queue blocks, and, when no connection is
+  /// open on the shard and no receive buffer is held, the pages of the
+  /// receive ring (madvise(MADV_DONTNEED): the kernel fills them again, as
+  /// fresh zeroed pages, when receives use them). For a shard that went idle
+  /// after a load. Returns the bytes given back (approximately).
+  std::size_t release_idle_memory() noexcept;
+
   [[nodiscard]] detail::NetShardState& state() noexcept { return *state_; }
   [[nodiscard]] Shard& shard() const noexcept { return *shard_; }
 

@@ -18,11 +18,22 @@ namespace ringshard::net::http {
 
 struct Limits {
   /// Request line plus header block, in bytes as received. Over it: 431
-  /// (414 when the request-target alone is over it), then close.
+  /// (414 when the request-target alone is over it), then close. The
+  /// trailer section of a chunked body has the same limit of its own.
   std::size_t max_header_bytes = 8192;
-  /// Request body (declared Content-Length, or de-chunked size so far).
-  /// Over it: 413, then close.
+  /// Request body (declared Content-Length, a chunk's declared size, or the
+  /// de-chunked size so far). Over it: 413 at once, then close. Memory for
+  /// the body is never sized from a declared length: it grows as the bytes
+  /// arrive, so a large limit costs nothing until a body that large comes.
   std::size_t max_body_bytes = std::size_t{1} << 20;
+  /// Header fields in the header section; the trailer section of a chunked
+  /// body has the same limit of its own. Over it: 431, then close.
+  std::size_t max_headers = 100;
+  /// Chunk extensions (`;name=value` after a chunk size), over one whole
+  /// body: their count, and the bytes of their names and values. They are
+  /// parsed and dropped. Over either: 400, then close.
+  std::size_t max_chunk_extensions = 16;
+  std::size_t max_chunk_extension_bytes = 1024;
 };
 
 /// Implemented by the connection. The session calls write() once per
