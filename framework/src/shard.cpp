@@ -378,7 +378,8 @@ void Shard::thread_main() {
     // The stop gave up waiting (deadline, or a second signal), but memory the
     // kernel holds for an operation (a socket's send queue, a kept buffer)
     // is released by that operation's final CQE, and some completions post
-    // their cleanup as a task (a listener's acceptor deletes itself so).
+    // their cleanup as a task (an actor's I/O result, for instance; objects that
+    // end themselves at their final CQE use Reactor::retire instead).
     // Cancel everything once more and collect the cancellations, which take
     // microseconds, running the tasks they post, for at most 100 ms; what is
     // still in flight after that (uncancellable file I/O) is left to the

@@ -9,20 +9,17 @@
 #include <vector>
 
 #include "ringshard/actors/actor.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 using namespace ringshard;
 using namespace ringshard::actors;
 using namespace std::chrono_literals;
+using ringshard::test::opts;
 using ringshard::test::eventually;
 
 namespace {
 
-RuntimeOptions opts(unsigned shards) {
-  RuntimeOptions o;
-  o.shards = shards;
-  return o;
-}
 
 std::uint64_t dead_letters(Runtime& rt) {
   std::uint64_t n = 0;

@@ -15,20 +15,17 @@
 
 #include "ringshard/actors/actor.hpp"
 #include "ringshard/framework/log.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 using namespace ringshard;
 using namespace ringshard::actors;
 using namespace std::chrono_literals;
+using ringshard::test::opts;
 using ringshard::test::eventually;
 
 namespace {
 
-RuntimeOptions opts(unsigned shards) {
-  RuntimeOptions o;
-  o.shards = shards;
-  return o;
-}
 
 /// Collects the project's log lines while alive (install it before a Runtime starts).
 class LogCapture {

@@ -23,20 +23,17 @@
 #include "ringshard/framework/log.hpp"
 #include "ringshard/framework/reactor.hpp"
 #include "ringshard/framework/shard.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 using namespace ringshard;
 using namespace std::chrono_literals;
+using ringshard::test::opts;
 using test::eventually;
 using test::Fd;
 
 namespace {
 
-RuntimeOptions opts(unsigned shards) {
-  RuntimeOptions o;
-  o.shards = shards;
-  return o;
-}
 
 // Makes the ring's fd name /dev/null instead of the io_uring, as a program that
 // closes the wrong descriptor would: the ring itself lives on through its

@@ -9,19 +9,16 @@
 #include <vector>
 
 #include "ringshard/framework/shard.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 using namespace ringshard;
 using namespace std::chrono_literals;
+using ringshard::test::opts;
 using ringshard::test::eventually;
 
 namespace {
 
-RuntimeOptions opts(unsigned shards) {
-  RuntimeOptions o;
-  o.shards = shards;
-  return o;
-}
 
 }  // namespace
 

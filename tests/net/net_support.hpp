@@ -11,17 +11,12 @@
 #include <string>
 
 #include "ringshard/net/listener.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 namespace ringshard::test {
 
 using namespace std::chrono_literals;
-
-inline RuntimeOptions opts(unsigned shards) {
-  RuntimeOptions o;
-  o.shards = shards;
-  return o;
-}
 
 inline Fd connect_to(const net::Address& a) {
   Fd s(::socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
