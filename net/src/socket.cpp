@@ -3,6 +3,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@ Socket::Socket(ConnectionCore* owner, Reactor& reactor, int fd, const Connection
       options_(options),
       queue_(net_->state().blocks) {
   recv_.self = this;
+  watch_.self = this;
   send_.self = this;
   close_.self = this;
   connect_.self = this;
@@ -199,16 +201,65 @@ void Socket::stop_reading() {
     recv_cancelled_ = true;
     reactor_->cancel(recv_);
   }
+  if (watch_armed_ && !watch_cancelled_) {
+    watch_cancelled_ = true;
+    reactor_->cancel(watch_);
+  }
 }
 
+// While the application keeps reading paused (a protocol waiting for an
+// answer from elsewhere, replies owed), nothing would notice a peer that
+// reset the connection until the next send, and a connection with nothing
+// to send would stay open for good. A poll for POLLERR | POLLHUP watches
+// meanwhile: it fires on a reset (or both directions shut down), not on a
+// plain FIN, which may be a client's half-close after its request.
 void Socket::set_user_paused(bool paused) {
   if (user_paused_ == paused) return;
   user_paused_ = paused;
   if (paused) {
-    stop_reading();
+    if (recv_armed_ && !recv_cancelled_) {
+      recv_cancelled_ = true;
+      reactor_->cancel(recv_);
+    }
+    arm_watch();
   } else {
+    if (watch_armed_ && !watch_cancelled_) {
+      watch_cancelled_ = true;
+      reactor_->cancel(watch_);
+    }
     arm_recv();
   }
+}
+
+void Socket::arm_watch() {
+  if (watch_armed_ || state_ != State::open || fd_ < 0) return;
+  watch_armed_ = true;
+  ++ops_;
+  reactor_->submit(watch_, [this](io_uring_sqe* sqe) { uring::prep_poll_multishot(sqe, fd_, POLLERR | POLLHUP); });
+}
+
+// io_uring reports POLLRDHUP (a FIN) whether asked for or not; a multishot
+// poll posts once per wake-up of the socket, so the FIN is one CQE and
+// ignored here, and a later reset posts again.
+void Socket::on_watch(const io_uring_cqe& cqe) {
+  const bool more = cqe.flags & IORING_CQE_F_MORE;
+  bool cancelled = false;
+  if (!more) {
+    --ops_;
+    watch_armed_ = false;
+    cancelled = std::exchange(watch_cancelled_, false);
+  }
+  if (state_ == State::open && cqe.res > 0 && (cqe.res & (POLLERR | POLLHUP)) != 0) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = 0;
+    // A reset after the peer's FIN reads as EPIPE (the socket was in CLOSE_WAIT).
+    const bool reset = err == 0 || err == ECONNRESET || err == EPIPE;
+    abort(reset ? CloseReason::peer_reset : CloseReason::error, err != 0 ? err : ECONNRESET);
+  } else if (!more && (cancelled || cqe.res > 0) && state_ == State::open && user_paused_) {
+    arm_watch();  // paused again while the cancellation was on its way, or ended by the kernel
+  }
+  if (!more) maybe_finish();
 }
 
 void Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
@@ -419,7 +470,7 @@ void Socket::maybe_finish() {
       return;
     }
   }
-  if (recv_armed_) {
+  if (recv_armed_ || watch_armed_) {
     stop_reading();
     return;
   }

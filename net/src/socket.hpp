@@ -108,6 +108,8 @@ class Socket final : Timer {
 
   void arm_recv();
   void stop_reading();
+  void arm_watch();
+  void on_watch(const io_uring_cqe& cqe);
   void deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
   void on_recv(const io_uring_cqe& cqe);
   void peer_shutdown();
@@ -143,6 +145,8 @@ class Socket final : Timer {
   unsigned ops_ = 0;
   bool recv_armed_ = false;
   bool recv_cancelled_ = false;
+  bool watch_armed_ = false;  // a poll for a reset while reading is paused
+  bool watch_cancelled_ = false;
   bool paused_ = false;       // backpressure
   bool user_paused_ = false;  // the application
   bool send_in_flight_ = false;
@@ -181,6 +185,7 @@ class Socket final : Timer {
   Address target_{};
   std::unique_ptr<std::byte[]> fallback_buf_;
   Op<&Socket::on_recv> recv_;
+  Op<&Socket::on_watch> watch_;
   Op<&Socket::on_fallback> fallback_;
   Op<&Socket::on_send> send_;
   Op<&Socket::on_closed> close_;

@@ -45,6 +45,12 @@ std::shared_ptr<http::Router> router() {
       }
     });
   });
+  // A chunked stream waiting for data from elsewhere that never comes: the
+  // shard keeps a handle to it.
+  r->get("/wait", [](http::Request&, http::Responder respond) {
+    static thread_local std::vector<http::BodyStream> held;
+    held.push_back(respond.stream(http::Response::text(200, {}), std::nullopt, [](http::BodyStream&) {}));
+  });
   return r;
 }
 
@@ -381,6 +387,30 @@ TEST_CASE("http server: streamed 64 MiB bodies to clients that do not read stay 
   CHECK(r.body.find_first_not_of('s') == std::string::npos);
   clients.clear();
   REQUIRE(eventually([&] { return s.live() == 0; }, 3s));
+}
+
+TEST_CASE("http server: a client that resets while its stream waits for data, a request pipelined behind, is let go") {
+  // The stream holds the pipelined request back, so the connection reads
+  // nothing meanwhile and has nothing to send: only the reset tells it the
+  // client is gone.
+  Server s(quick());
+  for (int i = 0; i < 2; ++i) {
+    Fd c = connect_to(s.listener.address());
+    REQUIRE(send_all(c.get(), "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n" + get_plaintext));
+    std::string head;
+    char buf[512];
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::recv(c.get(), buf, sizeof buf, 0);
+      REQUIRE(n > 0);
+      head.append(buf, static_cast<std::size_t>(n));
+    }
+    CHECK(head.find("Transfer-Encoding: chunked") != std::string::npos);
+    CHECK(s.live() == 1);
+    const linger reset{1, 0};
+    REQUIRE(::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+    c = Fd{};
+    CHECK(eventually([&] { return s.live() == 0; }, 3s));
+  }
 }
 
 TEST_CASE("http server: a stop with heavy handlers queued ends within stop_timeout") {

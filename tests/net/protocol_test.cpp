@@ -297,6 +297,53 @@ TEST_CASE("a half-close while reading is paused with input kept answers all of i
 
 namespace {
 
+// Pauses reading at the first line and waits for an answer from elsewhere
+// that never comes: only the peer can end it.
+struct Waiter : Connection<Waiter> {
+  std::atomic<int>* resets;
+  std::atomic<int>* closes;
+  Waiter(std::atomic<int>* r, std::atomic<int>* c) : resets(r), closes(c) {}
+  std::size_t on_input(std::span<const std::byte> in) override {
+    const std::size_t eol = text(in).find('\n');
+    if (eol == std::string_view::npos) return 0;
+    send(std::string_view("waiting\n"));
+    pause_reading();
+    return eol + 1;
+  }
+  void on_peer_shutdown() override {}  // a half-close: the answer would still go out
+  void on_close(CloseReason r) override {
+    if (r == CloseReason::peer_reset) resets->fetch_add(1);
+    closes->fetch_add(1);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a peer that resets while reading is paused closes the connection, a half-close does not") {
+  Runtime rt(opts(1));
+  rt.start();
+  std::atomic<int> resets{0};
+  std::atomic<int> closes{0};
+  auto l = listen<Waiter>(rt, ListenOptions{}, &resets, &closes);
+  for (int c = 0; c < 3; ++c) {
+    Fd s = connect_to(l.address());
+    REQUIRE(write_all(s.get(), "question\nmore pipelined behind it\n"));
+    CHECK(read_exactly(s.get(), 8) == "waiting\n");
+    if (c != 1) {                   // a reset after a FIN, and (c == 1) one without
+      ::shutdown(s.get(), SHUT_WR);  // a FIN: the connection waits on
+      std::this_thread::sleep_for(50ms);
+      CHECK(closes.load() == c);
+    }
+    const linger reset{1, 0};
+    REQUIRE(::setsockopt(s.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+    s = Fd{};  // an RST
+    CHECK(eventually([&] { return resets.load() == c + 1; }, 5s));
+    CHECK(closes.load() == c + 1);
+  }
+}
+
+namespace {
+
 // Every form of send without a copy, interleaved with copies.
 struct Forms : Connection<Forms> {
   SharedBuffer shared = SharedBuffer::copy_of(std::string_view("<shared>"));

@@ -169,7 +169,10 @@ class ConnectionCore {
   [[nodiscard]] RecvBuffer keep_received();
   /// Stops receiving until resume_reading() (counted separately from the
   /// automatic pause of backpressure). Bytes already on their way are kept
-  /// and delivered after resume_reading().
+  /// and delivered after resume_reading(). While paused, a reset from the
+  /// peer still closes the connection (on_close with peer_reset), so one
+  /// waiting for an answer from elsewhere does not outlive its client; a
+  /// FIN is seen only once reading resumes.
   void pause_reading();
   void resume_reading();
   /// Received bytes kept and not consumed yet (framed input, or held while paused).
