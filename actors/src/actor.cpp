@@ -102,14 +102,14 @@ void ActorTable::install(const RawRef& ref, std::unique_ptr<ActorBase> actor) {
   if (!parked_.empty()) {
     auto it = parked_.find(ref.slot);
     if (it != parked_.end()) {
-      std::vector<Task> tasks = std::move(it->second);
+      std::vector<Job> tasks = std::move(it->second);
       parked_.erase(it);
-      for (Task& t : tasks) t();
+      for (Job& t : tasks) t();
     }
   }
 }
 
-void ActorTable::park(const RawRef& ref, Task retry) { parked_[ref.slot].push_back(std::move(retry)); }
+void ActorTable::park(const RawRef& ref, Job retry) { parked_[ref.slot].push_back(std::move(retry)); }
 
 void ActorTable::dead_letter(const RawRef& ref, const char* what) noexcept {
   dead_letters_.fetch_add(1, std::memory_order_relaxed);
@@ -214,7 +214,7 @@ void ActorBase::stop() {
   shard_->post([table = table_, self = self_] { table->finish_stopping(self); });
 }
 
-TimerId ActorBase::after_task(std::chrono::nanoseconds delay, Task task) {
+TimerId ActorBase::after_task(std::chrono::nanoseconds delay, Job task) {
   detail::ActorTimer* t = table_->take_timer();
   t->owner = this;
   t->task = std::move(task);

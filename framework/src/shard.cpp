@@ -119,7 +119,7 @@ Shard::~Shard() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-void Shard::post(Task&& t) {
+void Shard::post(Job&& t) {
   Shard* sender = tl_current_;
   if (sender == this) {
     run_queue_.push_back(std::move(t));
@@ -139,7 +139,7 @@ void Shard::post(Task&& t) {
   if (sleeping_.load(std::memory_order_relaxed) && sleeping_.exchange(false)) wake_external();
 }
 
-void Shard::enqueue_from(Shard& sender, std::vector<Task>& batch) {
+void Shard::enqueue_from(Shard& sender, std::vector<Job>& batch) {
   if (batch.empty()) return;
   inbox_.enqueue_bulk(*sender.tokens_[id_], std::make_move_iterator(batch.begin()), batch.size());
   batch.clear();

@@ -513,7 +513,7 @@ void pin_shards(Runtime& rt, const std::vector<int>& cpus) {
   std::atomic<int> failed_cpu{-1};
   for (unsigned i = 0; i < rt.shard_count(); ++i) {
     const int cpu = cpus[i % cpus.size()];
-    rt.post(i, Task([cpu, &done, &failed_cpu] {
+    rt.post(i, Job([cpu, &done, &failed_cpu] {
       cpu_set_t set;
       CPU_ZERO(&set);
       CPU_SET(cpu, &set);

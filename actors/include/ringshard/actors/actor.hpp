@@ -44,7 +44,7 @@
 #include "ringshard/actors/ref.hpp"
 #include "ringshard/framework/reactor.hpp"
 #include "ringshard/framework/shard.hpp"
-#include "ringshard/framework/task.hpp"
+#include "ringshard/framework/job.hpp"
 
 namespace ringshard::actors {
 
@@ -232,7 +232,7 @@ struct ActorTimer final : Timer {
   ActorTimer* prev = nullptr;
   ActorTimer* next = nullptr;
   std::uint64_t gen = 0;
-  Task task;  // delivers the message
+  Job task;  // delivers the message
 };
 
 /// An operation started with io(). A multishot one is re-armed by
@@ -303,7 +303,7 @@ class ActorBase {
   virtual void on_ask_done() {}
 
   /// Delivers `msg` to this actor after `delay` (no earlier). Cancelled when the actor stops.
-  TimerId after_task(std::chrono::nanoseconds delay, Task task);
+  TimerId after_task(std::chrono::nanoseconds delay, Job task);
   /// Cancels a timer; no effect if it already fired.
   void cancel_timer(TimerId id) noexcept;
   /// Cancels an operation; its completion (-ECANCELED) still arrives.
@@ -364,7 +364,7 @@ class ActorTable final : public ShardExtension {
     return s.actor == nullptr && s.gen < ref.gen;
   }
   /// Keeps `retry` until the actor at `ref` is installed, then runs it (shard thread).
-  void park(const RawRef& ref, Task retry);
+  void park(const RawRef& ref, Job retry);
   /// Counts (and logs at debug) a message that found no live actor.
   void dead_letter(const RawRef& ref, const char* what) noexcept;
 
@@ -429,7 +429,7 @@ class ActorTable final : public ShardExtension {
   std::vector<detail::ActorTimer*> free_timers_;
   std::vector<std::unique_ptr<detail::ActorIo>> io_store_;
   std::vector<detail::ActorIo*> free_ios_;
-  std::unordered_map<std::uint32_t, std::vector<Task>> parked_;
+  std::unordered_map<std::uint32_t, std::vector<Job>> parked_;
   detail::AskTable asks_;
 };
 

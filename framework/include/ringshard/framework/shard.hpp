@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "ringshard/framework/reactor.hpp"
-#include "ringshard/framework/task.hpp"
-#include "ringshard/framework/task_queue.hpp"
+#include "ringshard/framework/job.hpp"
+#include "ringshard/framework/job_queue.hpp"
 
 namespace ringshard {
 
@@ -80,19 +80,19 @@ class Shard {
   /// Runs `t` on this shard. From this shard's thread: appended to the run
   /// queue. From another shard: batched into that shard's outbox. From any
   /// other thread: enqueued directly and the shard woken if asleep.
-  void post(Task&& t);
-  /// As post(Task&&); from this shard's own thread the callable is built
-  /// straight in its run-queue slot, with no Task in between to move. Keep
+  void post(Job&& t);
+  /// As post(Job&&); from this shard's own thread the callable is built
+  /// straight in its run-queue slot, with no Job in between to move. Keep
   /// this small: it must inline into send() for the captures to be stored
   /// field by field into the slot (a bigger body here measured 30% slower
   /// local sends, the captures then going through the stack).
   template <class F>
-    requires(!std::is_same_v<std::decay_t<F>, Task> && std::is_invocable_r_v<void, std::decay_t<F>&>)
+    requires(!std::is_same_v<std::decay_t<F>, Job> && std::is_invocable_r_v<void, std::decay_t<F>&>)
   void post(F&& f) {
     if (tl_current_ == this) {
       run_queue_.emplace_back(std::forward<F>(f));
     } else {
-      post(Task(std::forward<F>(f)));
+      post(Job(std::forward<F>(f)));
     }
   }
 
@@ -123,7 +123,7 @@ class Shard {
   void turn();
   bool can_sleep() noexcept;
   void flush_outboxes();
-  void enqueue_from(Shard& sender, std::vector<Task>& batch);
+  void enqueue_from(Shard& sender, std::vector<Job>& batch);
   void wake_from_shard(Shard& sender);
   void wake_external();
   unsigned drain_inbox();
@@ -151,14 +151,14 @@ class Shard {
   Runtime* runtime_;
   unsigned id_;
   std::unique_ptr<Reactor> reactor_;  // created on the shard's own thread (SINGLE_ISSUER)
-  TaskQueue run_queue_;
-  TaskQueue set_aside_{16};  // work a stop had no time for: destroyed with the shard, never run
-  moodycamel::ConcurrentQueue<Task> inbox_;
+  JobQueue run_queue_;
+  JobQueue set_aside_{16};  // work a stop had no time for: destroyed with the shard, never run
+  moodycamel::ConcurrentQueue<Job> inbox_;
   moodycamel::ConsumerToken inbox_consumer_;
   std::vector<std::unique_ptr<moodycamel::ProducerToken>> tokens_;  // [target shard]
-  std::vector<std::vector<Task>> outboxes_;                          // [target shard]
+  std::vector<std::vector<Job>> outboxes_;                          // [target shard]
   std::vector<unsigned> dirty_outboxes_;
-  std::vector<Task> drain_buffer_;
+  std::vector<Job> drain_buffer_;
   std::atomic<bool> sleeping_{false};
   std::atomic<int> ring_fd_{-1};
   int wake_fd_ = -1;  // eventfd
@@ -254,7 +254,7 @@ class Runtime {
   static Runtime* current() noexcept;
 
   /// Runs `t` on shard `i` (from any thread).
-  void post(unsigned i, Task&& t) { shards_[i]->post(std::move(t)); }
+  void post(unsigned i, Job&& t) { shards_[i]->post(std::move(t)); }
 
  private:
   friend class Shard;

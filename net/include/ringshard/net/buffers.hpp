@@ -22,7 +22,7 @@
 #include <string_view>
 #include <utility>
 
-#include "ringshard/framework/task.hpp"
+#include "ringshard/framework/job.hpp"
 
 namespace ringshard::net {
 

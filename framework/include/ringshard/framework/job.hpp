@@ -1,4 +1,4 @@
-// Task: a move-only, type-erased `void()` callable that lives inline in a
+// Job: a move-only, type-erased `void()` callable that lives inline in a
 // 64-byte slot when its captures fit (48 bytes), so that posting work to a
 // shard's run queue or another shard's mailbox costs no heap allocation.
 // Larger callables are boxed on the heap (one allocation).
@@ -114,7 +114,7 @@ class InlineFunction<R(Args...), Capacity> {
 };
 
 /// A unit of work for a shard: 64 bytes, 48 of them for the callable's captures.
-using Task = InlineFunction<void(), 48>;
-static_assert(sizeof(Task) == 64);
+using Job = InlineFunction<void(), 48>;
+static_assert(sizeof(Job) == 64);
 
 }  // namespace ringshard

@@ -1,12 +1,12 @@
-// Task and TaskQueue: inline vs boxed storage, FIFO order, growth while a
+// Job and JobQueue: inline vs boxed storage, FIFO order, growth while a
 // task runs.
 #include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "ringshard/framework/task.hpp"
-#include "ringshard/framework/task_queue.hpp"
+#include "ringshard/framework/job.hpp"
+#include "ringshard/framework/job_queue.hpp"
 #include "support.hpp"
 
 using namespace ringshard;
@@ -18,11 +18,11 @@ TEST_CASE("small captures are stored inline, large ones boxed, both run and are 
     std::string big(200, 'b');
     std::array<char, 64> pad{};  // pushes the captures past the 48 inline bytes
     auto large_fn = [c = counter, big, pad] { *c += static_cast<int>(big.size() + pad.size()) - 64; };
-    CHECK(Task::fits<decltype(small_fn)>());
-    CHECK_FALSE(Task::fits<decltype(large_fn)>());
-    Task small(std::move(small_fn));
-    Task large(std::move(large_fn));
-    Task moved(std::move(large));
+    CHECK(Job::fits<decltype(small_fn)>());
+    CHECK_FALSE(Job::fits<decltype(large_fn)>());
+    Job small(std::move(small_fn));
+    Job large(std::move(large_fn));
+    Job moved(std::move(large));
     CHECK_FALSE(static_cast<bool>(large));  // NOLINT(bugprone-use-after-move): moved-from is empty
     small();
     moved();
@@ -33,7 +33,7 @@ TEST_CASE("small captures are stored inline, large ones boxed, both run and are 
 }
 
 TEST_CASE("the run queue keeps FIFO order across growth") {
-  TaskQueue q(16);
+  JobQueue q(16);
   std::vector<int> order;
   for (int i = 0; i < 1000; ++i) q.emplace_back([&order, i] { order.push_back(i); });
   CHECK(q.capacity() >= 1000);
@@ -43,7 +43,7 @@ TEST_CASE("the run queue keeps FIFO order across growth") {
 }
 
 TEST_CASE("a running task may push enough tasks to make the queue grow") {
-  TaskQueue q(16);
+  JobQueue q(16);
   std::vector<int> ran;
   auto keep = std::make_shared<std::string>(100, 'k');  // a non-trivial capture in the running task
   q.emplace_back([&q, &ran, keep] {
