@@ -1,4 +1,5 @@
 #include "ringshard/framework/shard.hpp"
+#include "ringshard/framework/task.hpp"
 
 #include <poll.h>
 #include <pthread.h>
@@ -292,6 +293,7 @@ void Shard::begin_stop() {
   for (auto& slot : extensions_) {
     if (ShardExtension* ext = slot.load(std::memory_order_acquire)) ext->on_shard_stop();
   }
+  stop_all_tasks();  // coroutines: frames destroyed, or their I/O cancelled first
   if (wake_watch_) wake_watch_->stop();
   reactor_->cancel_all();
   reactor_->schedule(stop_deadline_, stop_deadline());  // counted from the request, not from here
@@ -372,6 +374,7 @@ void Shard::thread_main() {
           }
         }
       }
+      stop_all_tasks();
     }
   }
   if (!failed && (reactor_->in_flight() > 0 || !run_queue_.empty())) {
@@ -401,6 +404,10 @@ void Shard::thread_main() {
   }
   reactor_->cancel(stop_deadline_);
   reactor_->cancel(cancel_sweep_);
+  // Coroutines still there (one whose I/O never completed, or started by a
+  // task that ran in the last collection) go now; the ring is not driven
+  // any more.
+  TaskRoot::abandon_all();
   // Tasks posted from now on stay in the inbox and are destroyed with the
   // shard; extensions live until then too, since other threads may still
   // reach them (for example to reserve an actor slot).
