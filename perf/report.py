@@ -527,7 +527,7 @@ def main():
     ap.add_argument("--http-loaders", default="wrk,h2load")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
     ap.add_argument("--parts", default="echo,http,memory")
-    ap.add_argument("--echo-servers", default="echo-plain,echo-1,liburing-echo,epoll-echo,echo-2",
+    ap.add_argument("--echo-servers", default="echo-plain,echo-1,echo-co-1,liburing-echo,epoll-echo,echo-2",
                     help="which of the built-in echo servers to measure, in this order")
     ap.add_argument("--extra-echo", action="append", default=[], metavar="NAME=COMMAND",
                     help="one more one-core echo server (it takes --port and prints `listening on`), "
@@ -557,6 +557,7 @@ def main():
     builtin_echo = [
         ListeningServer("echo-plain", "ringshard-echo-plain", 1, one, [b("ringshard-echo-plain")]),
         ListeningServer("echo-1", "ringshard-echo 1 shard", 1, one, [b("ringshard-echo"), "--shards", "1"]),
+        ListeningServer("echo-co-1", "ringshard-echo-co 1 shard", 1, one, [b("ringshard-echo-co"), "--shards", "1"]),
         ListeningServer("liburing-echo", "liburing-echo", 1, one, [b("ringshard-liburing-echo")]),
         ListeningServer("epoll-echo", "epoll-echo", 1, one, [b("ringshard-epoll-echo")]),
         ListeningServer("echo-2", "ringshard-echo 2 shards", 2, two, [b("ringshard-echo"), "--shards", "2"]),
@@ -635,6 +636,8 @@ TARGETS = [
      lambda c: c["connections"] >= 50, 1.05),
     ("ringshard-echo (1 shard) / ringshard-echo-plain", "echo-1", "echo-plain", "echo", lambda c: True, 0.95),
     ("ringshard-echo-plain / epoll-echo", "echo-plain", "epoll-echo", "echo", lambda c: True, 1.3),
+    ("ringshard-echo-co (coroutines, 1 shard) / ringshard-echo (actors, 1 shard)", "echo-co-1", "echo-1", "echo",
+     lambda c: True, 0.95),
     ("ringshard-http (1 shard) / nginx (1 worker), keep-alive", "http-1", "nginx-1", "http",
      lambda c: c["depth"] == 1, 1.5),
     ("ringshard-http (1 shard) / nginx (1 worker), pipelined 16", "http-1", "nginx-1", "http",
@@ -684,6 +687,10 @@ def write_outputs(report, args, echo_servers, http_servers):
         if mine is not None:
             md.append(f"| RSS growth per idle connection, ringshard-echo | {mine:.0f} B | | ≤ 2048 B "
                       + ("met" if mine <= 2048 else "**missed**") + " |")
+        co = report["memory"].get("echo-co-1", {}).get("bytes_per_connection")
+        if co is not None:
+            md.append(f"| RSS growth per idle connection, ringshard-echo-co | {co:.0f} B | | ≤ 2048 B "
+                      + ("met" if co <= 2048 else "**missed**") + " |")
     md.append("")
     if report["echo"]:
         md.append("## Echo (ringshard-load)\n")

@@ -262,14 +262,17 @@ void set_root(std::coroutine_handle<> h, TaskRoot* root) {
 }
 }  // namespace
 
-TaskHandle spawn(Task<> task) {
+TaskHandle spawn(Task<> task, TaskRoot::EndHook hook, void* context) {
   auto h = task.release();
   if (!h) return {};
   TaskRoot* root = TaskRoot::start(h, &set_root<Task<>::promise_type>);
+  root->on_end(hook, context);
   TaskHandle handle(root);
   h.resume();
   return handle;
 }
+
+TaskHandle spawn(Task<> task) { return spawn(std::move(task), nullptr, nullptr); }
 
 namespace {
 // A task on its way to a shard: destroyed unstarted if the job never runs.

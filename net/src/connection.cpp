@@ -135,19 +135,19 @@ void ConnectionCore::handler_threw() noexcept {
 // ---- sending -----------------------------------------------------------------------
 
 void ConnectionCore::send(std::span<const std::byte> bytes) {
-  if (socket_ != nullptr) socket_->send_copy(bytes);
+  if (socket_ != nullptr && !write_shut_) socket_->send_copy(bytes);
 }
 void ConnectionCore::send(std::string&& bytes) {
-  if (socket_ != nullptr) socket_->send(std::move(bytes));
+  if (socket_ != nullptr && !write_shut_) socket_->send(std::move(bytes));
 }
 void ConnectionCore::send(SharedBuffer bytes) {
-  if (socket_ != nullptr) socket_->send(std::move(bytes));
+  if (socket_ != nullptr && !write_shut_) socket_->send(std::move(bytes));
 }
 void ConnectionCore::send(RecvBuffer&& bytes) {
-  if (socket_ != nullptr) socket_->send(std::move(bytes));
+  if (socket_ != nullptr && !write_shut_) socket_->send(std::move(bytes));
 }
 void ConnectionCore::send(std::span<const std::byte> bytes, SendDone done) {
-  if (socket_ != nullptr) {
+  if (socket_ != nullptr && !write_shut_) {
     socket_->send(bytes, std::move(done));
   } else if (done) {
     done(false);
@@ -294,6 +294,12 @@ void ConnectionCore::pause_reading() { set_paused(kPausedByUser, true); }
 void ConnectionCore::resume_reading() { set_paused(kPausedByUser, false); }
 
 // ---- closing -----------------------------------------------------------------------
+
+void ConnectionCore::shutdown_write() {
+  if (write_shut_ || socket_ == nullptr) return;
+  write_shut_ = true;
+  socket_->shutdown_write();
+}
 
 void ConnectionCore::close() {
   if (socket_ != nullptr) socket_->close(CloseReason::closed);

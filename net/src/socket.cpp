@@ -171,6 +171,7 @@ void Socket::on_send(const io_uring_cqe& cqe) {
     }
   }
   if (state_ == State::open) schedule_flush();  // the rest, including what a short send left
+  maybe_shut_wr();
   if (paused_ && pending_ <= options_.low_watermark) {
     paused_ = false;
     arm_recv();
@@ -433,6 +434,18 @@ void Socket::close_lingering() {
   arm_timer();  // the linger limits join the tick
   arm_recv();   // discarding starts now, also when reading was paused
   maybe_finish();
+}
+
+void Socket::shutdown_write() {
+  if (state_ != State::open) return;
+  want_shut_wr_ = true;
+  maybe_shut_wr();
+}
+
+void Socket::maybe_shut_wr() {
+  if (!want_shut_wr_ || shut_wr_ || send_in_flight_ || !queue_.empty() || state_ != State::open || fd_ < 0) return;
+  shut_wr_ = true;
+  (void)::shutdown(fd_, SHUT_WR);
 }
 
 void Socket::end_linger() {

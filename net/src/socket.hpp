@@ -69,6 +69,7 @@ class Socket final : Timer {
   /// read and discard input (from now on) until the peer closes or a linger
   /// limit is reached; then close.
   void close_lingering();
+  void shutdown_write();
   void abort(CloseReason reason, int error = 0);
   /// The owning actor is going away: finish without telling it. `graceful`
   /// (the shard is stopping): what is queued is still sent, as far as the
@@ -123,6 +124,7 @@ class Socket final : Timer {
   void on_connected(const io_uring_cqe& cqe);
 
   void maybe_finish();
+  void maybe_shut_wr();
   void on_closed(const io_uring_cqe& cqe);
   void maybe_delete();
 
@@ -156,6 +158,7 @@ class Socket final : Timer {
   bool flush_pending_ = false;  // in the shard's flush list
   bool lingering_ = false;      // close_lingering(): discard input until the peer closes
   bool shut_wr_ = false;        // the sending side is shut down: the linger clock runs
+  bool want_shut_wr_ = false;   // shutdown_write(): shut down once the queue is sent
   bool linger_done_ = false;    // the linger is over (EOF, an error, a limit): close
   std::size_t pending_ = 0;
   std::size_t in_flight_entries_ = 0;

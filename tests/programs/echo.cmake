@@ -9,3 +9,21 @@ if(TARGET ringshard-echo)
     set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
   endforeach()
 endif()
+
+# ringshard-echo-co (the same server written with coroutines and Stream):
+# the same checks on 2 shards for every policy, and 10,000 connections open
+# at once on one shard.
+if(TARGET ringshard-echo-co)
+  foreach(policy round-robin least-connections reuse-port)
+    set(title "samples: ringshard-echo-co on 2 shards (${policy}) echoes exactly, survives bad clients, leaks no fd")
+    add_test(NAME "${title}"
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py
+              $<TARGET_FILE:ringshard-echo-co> --shards 2 --policy ${policy})
+    set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
+  endforeach()
+  set(title "samples: ringshard-echo-co serves 10,000 coroutine connections open at once")
+  add_test(NAME "${title}"
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py --scenarios many_connections
+            $<TARGET_FILE:ringshard-echo-co> --shards 1)
+  set_tests_properties("${title}" PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77 LABELS samples)
+endif()

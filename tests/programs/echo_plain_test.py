@@ -20,8 +20,10 @@ usage: echo_plain_test.py [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
 (the server must take --port, and --buffers for scarce_buffers; the extra
 arguments, such as --shards 2 --policy reuse-port, are passed to every server
 started). --scenarios runs only the named ones of concurrent_pipelined (a),
-slow_reader (b), closes_and_resets (c), scarce_buffers (d) and fd_exhaustion
-(e); the fd and SIGINT checks always run. Default: all.
+slow_reader (b), closes_and_resets (c), scarce_buffers (d), fd_exhaustion
+(e) and many_connections (10,000 connections open at once, each echoing 8
+bytes; not run by default); the fd and SIGINT checks always run. Default:
+all but many_connections.
 Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
 """
 import collections
@@ -321,7 +323,50 @@ def fd_exhaustion(binary, rng):
         server.kill()
 
 
-SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, closes_and_resets)
+def many_connections(server, rng, count=10_000):
+    """`count` connections open at once, each echoing its own 8 bytes while
+    all are open; then all close. Not in the default set (--scenarios)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1000), hard))
+    socks = []
+    try:
+        sel = selectors.DefaultSelector()
+        for i in range(count):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", server.port))
+            socks.append(s)
+        deadline = time.monotonic() + 60
+        want = {}
+        for i, s in enumerate(socks):
+            sel.register(s, selectors.EVENT_WRITE, i)
+        got = {}
+        while sel.get_map() and time.monotonic() < deadline:
+            for key, ev in sel.select(timeout=1.0):
+                s, i = key.fileobj, key.data
+                if ev & selectors.EVENT_WRITE:
+                    want[i] = struct.pack(">Q", i)
+                    s.send(want[i])
+                    sel.modify(s, selectors.EVENT_READ, i)
+                else:
+                    chunk = s.recv(64)
+                    check(chunk, f"connection {i} closed before its echo")
+                    got[i] = got.get(i, b"") + chunk
+                    if len(got[i]) >= 8:
+                        check(got[i] == want[i], f"connection {i} got {got[i]!r}")
+                        sel.unregister(s)
+        check(not sel.get_map(), f"{len(sel.get_map())} of {count} connections not echoed within 60 s")
+        open_fds = server.fd_count()
+        check(open_fds >= count, f"the server holds {open_fds} fds with {count} connections open")
+    finally:
+        for s in socks:
+            s.close()
+    return f"{count} connections open at once, each echoed"
+
+
+SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, closes_and_resets, many_connections)
+DEFAULT_OFF = {"many_connections"}
 OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion)
 
 
@@ -330,7 +375,7 @@ def parse_scenarios(args):
     returns the set of scenario names to run (all when not given)."""
     known = {f.__name__ for f in SHARED_SERVER_SCENARIOS + OWN_SERVER_SCENARIOS}
     if not args or not args[0].startswith("--scenarios"):
-        return known
+        return known - DEFAULT_OFF
     option = args.pop(0)
     if option == "--scenarios":
         if not args:

@@ -304,6 +304,9 @@ class [[nodiscard]] Task<void> {
 /// Starts `task` as a root on the calling shard's thread, at once (it runs
 /// until its first suspension before spawn returns).
 TaskHandle spawn(Task<> task);
+/// As spawn(task), with `hook` called when it ends (see TaskRoot::on_end):
+/// set before the task starts running.
+TaskHandle spawn(Task<> task, TaskRoot::EndHook hook, void* context);
 /// Starts `task` on `shard` (from any thread: posted to it).
 void spawn(Shard& shard, Task<> task);
 

@@ -178,6 +178,9 @@ class ConnectionCore {
   /// Received bytes kept and not consumed yet (framed input, or held while paused).
   [[nodiscard]] std::size_t buffered_input() const noexcept { return input_.size() - input_offset_; }
 
+  /// Sends what is queued, then shuts down the sending side (the peer reads
+  /// the end of the stream); receiving goes on. Later sends are dropped.
+  void shutdown_write();
   /// Sends what is queued, then closes.
   void close();
   /// Sends what is queued, shuts down the sending side, then reads and
@@ -261,6 +264,7 @@ class ConnectionCore {
   int last_error_ = 0;
   bool close_reported_ = false;
   bool close_when_done_ = false;
+  bool write_shut_ = false;
   bool draining_ = false;
   bool drain_posted_ = false;
   unsigned pause_bits_ = 0;
