@@ -425,6 +425,8 @@ void StreamConnection::fire() {
     // A write that timed out leaves the stream in no known state: reset.
     WriteAwait* w = std::exchange(writer_, nullptr);
     closed_by_stream_ = true;
+    const linger reset{1, 0};  // what is queued is dropped: the peer sees a reset, not a truncated end
+    if (fd() >= 0) (void)::setsockopt(fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
     timed_out();
     w->finish(std::make_error_code(std::errc::timed_out));
   }
