@@ -51,7 +51,7 @@ class StreamConnection final : public Connection<StreamConnection>, private Time
   // ---- for Stream and the awaits ----
   bool fill(ReadAwait& r);  // true: complete (bytes, the end or an error)
   void begin_read() noexcept;
-  void enqueue(WriteAwait::Payload& payload);
+  void enqueue(WriteAwait& w);
   void wait_read(ReadAwait* r) {
     reader_ = r;
     flow();
@@ -363,27 +363,28 @@ bool StreamConnection::fill(ReadAwait& r) {
   return false;
 }
 
-void StreamConnection::enqueue(WriteAwait::Payload& payload) {
-  if (auto* span = std::get_if<std::span<const std::byte>>(&payload)) {
-    // The view the last read() gave, read to its end: its receive buffer
-    // goes out as it is.
-    if (!chunks_.empty() && chunks_.front().off == chunks_.front().buf.size() && !span->empty()) {
-      const auto whole = chunks_.front().buf.bytes();
-      if (span->data() >= whole.data() && span->data() + span->size() <= whole.data() + whole.size()) {
-        RecvBuffer buf = std::move(chunks_.front().buf);
-        chunks_.erase(chunks_.begin());
-        buf.narrow(static_cast<std::size_t>(span->data() - whole.data()), span->size());
-        send(std::move(buf));
-        return;
+void StreamConnection::enqueue(WriteAwait& w) {
+  switch (w.kind_) {
+    case WriteAwait::Kind::span: {
+      const auto span = w.span_;
+      // The view the last read() gave, read to its end: its receive buffer
+      // goes out as it is.
+      if (!chunks_.empty() && chunks_.front().off == chunks_.front().buf.size() && !span.empty()) {
+        const auto whole = chunks_.front().buf.bytes();
+        if (span.data() >= whole.data() && span.data() + span.size() <= whole.data() + whole.size()) {
+          RecvBuffer buf = std::move(chunks_.front().buf);
+          chunks_.erase(chunks_.begin());
+          buf.narrow(static_cast<std::size_t>(span.data() - whole.data()), span.size());
+          send(std::move(buf));
+          return;
+        }
       }
+      send(span);
+      return;
     }
-    send(*span);
-  } else if (auto* s = std::get_if<std::string>(&payload)) {
-    send(std::move(*s));
-  } else if (auto* b = std::get_if<SharedBuffer>(&payload)) {
-    send(std::move(*b));
-  } else if (auto* r = std::get_if<RecvBuffer>(&payload)) {
-    send(std::move(*r));
+    case WriteAwait::Kind::string: send(std::move(w.string_)); return;
+    case WriteAwait::Kind::shared: send(std::move(w.shared_)); return;
+    case WriteAwait::Kind::received: send(std::move(w.received_)); return;
   }
 }
 
@@ -512,7 +513,7 @@ bool WriteAwait::await_ready() {
     conn_->stream_close(true);
     return true;
   }
-  conn_->enqueue(payload_);
+  conn_->enqueue(*this);
   return !conn_->over_high_watermark();
 }
 

@@ -52,7 +52,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <variant>
 
 #include "ringshard/framework/task.hpp"
 #include "ringshard/net/buffers.hpp"
@@ -175,10 +174,15 @@ class ReadSomeAwait {
 
 class WriteAwait final : public detail::StreamAwait {
  public:
-  using Payload = std::variant<std::span<const std::byte>, std::string, SharedBuffer, RecvBuffer>;
-  WriteAwait(detail::StreamConnection* conn, Payload payload) noexcept : payload_(std::move(payload)) {
-    conn_ = conn;
-    writer_ = true;
+  WriteAwait(detail::StreamConnection* conn, std::span<const std::byte> bytes) noexcept : span_(bytes) { init(conn); }
+  WriteAwait(detail::StreamConnection* conn, std::string&& bytes) noexcept : kind_(Kind::string), string_(std::move(bytes)) {
+    init(conn);
+  }
+  WriteAwait(detail::StreamConnection* conn, SharedBuffer bytes) noexcept : kind_(Kind::shared), shared_(std::move(bytes)) {
+    init(conn);
+  }
+  WriteAwait(detail::StreamConnection* conn, RecvBuffer&& bytes) noexcept : kind_(Kind::received), received_(std::move(bytes)) {
+    init(conn);
   }
   bool await_ready();
   template <class P>
@@ -188,7 +192,17 @@ class WriteAwait final : public detail::StreamAwait {
   std::error_code await_resume() noexcept { return error_; }
 
  private:
-  Payload payload_;
+  friend class detail::StreamConnection;
+  enum class Kind : unsigned char { span, string, shared, received };
+  void init(detail::StreamConnection* conn) noexcept {
+    conn_ = conn;
+    writer_ = true;
+  }
+  Kind kind_ = Kind::span;
+  std::span<const std::byte> span_{};
+  std::string string_{};
+  SharedBuffer shared_{};
+  RecvBuffer received_{};
 };
 
 class Stream {
