@@ -293,10 +293,17 @@ void spawn(Shard& shard, Task<> task) {
   shard.post([u = std::move(u)]() mutable { spawn(Task<>(std::exchange(u.h, {}))); });
 }
 
+namespace {
+thread_local Reactor* tl_scoped_reactor = nullptr;
+}
+
+ReactorScope::ReactorScope(Reactor& reactor) noexcept : previous_(std::exchange(tl_scoped_reactor, &reactor)) {}
+ReactorScope::~ReactorScope() { tl_scoped_reactor = previous_; }
+
 Reactor& current_reactor() {
-  Shard* shard = Shard::current();
-  if (shard == nullptr) throw std::logic_error("ringshard: an await outside a shard thread");
-  return shard->reactor();
+  if (Shard* shard = Shard::current()) return shard->reactor();
+  if (tl_scoped_reactor != nullptr) return *tl_scoped_reactor;
+  throw std::logic_error("ringshard: an await outside a shard thread");
 }
 
 // ---- sleep -----------------------------------------------------------------

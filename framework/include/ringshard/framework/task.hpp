@@ -356,7 +356,22 @@ class IoAwait final : public Completion, public Suspension {
   void resume_cancelled() noexcept override {}
 
  private:
-  static Reactor& current_reactor();
+  static /// The calling shard's reactor (or the one a ReactorScope set on this
+/// thread); throws std::logic_error on any other thread.
+Reactor& current_reactor();
+
+/// Lets coroutines on this thread use `reactor` while it is driven by hand
+/// (tools, benchmarks): io() and sleep_for() go to it outside a shard.
+class ReactorScope {
+ public:
+  explicit ReactorScope(Reactor& reactor) noexcept;
+  ~ReactorScope();
+  ReactorScope(const ReactorScope&) = delete;
+  ReactorScope& operator=(const ReactorScope&) = delete;
+
+ private:
+  Reactor* previous_;
+};
   Prep prep_;
   std::coroutine_handle<> h_{};
   TaskRoot* root_ = nullptr;
@@ -365,7 +380,22 @@ class IoAwait final : public Completion, public Suspension {
   bool cancelling_ = false;
 };
 
+/// The calling shard's reactor (or the one a ReactorScope set on this
+/// thread); throws std::logic_error on any other thread.
 Reactor& current_reactor();
+
+/// Lets coroutines on this thread use `reactor` while it is driven by hand
+/// (tools, benchmarks): io() and sleep_for() go to it outside a shard.
+class ReactorScope {
+ public:
+  explicit ReactorScope(Reactor& reactor) noexcept;
+  ~ReactorScope();
+  ReactorScope(const ReactorScope&) = delete;
+  ReactorScope& operator=(const ReactorScope&) = delete;
+
+ private:
+  Reactor* previous_;
+};
 
 template <class Prep>
 Reactor& IoAwait<Prep>::current_reactor() {
