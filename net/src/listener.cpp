@@ -1,5 +1,7 @@
 #include "ringshard/net/listener.hpp"
 
+#include "listen_socket.hpp"
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -171,6 +173,11 @@ class ListenerActor final : public actors::Actor<ListenerActor> {
   Acceptor* acceptor_ = nullptr;
 };
 
+
+}  // namespace
+
+namespace detail {
+
 int open_listening_socket(const ListenOptions& o, const Address& address, bool reuse_port) {
   const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket for " + address.to_string());
@@ -201,7 +208,7 @@ int open_listening_socket(const ListenOptions& o, const Address& address, bool r
   return fd;
 }
 
-}  // namespace
+}  // namespace detail
 
 ListenerHandle listen(Runtime& rt, const ListenOptions& options, ConnectionFactory factory) {
   if (options.receive_buffers) {
@@ -213,14 +220,14 @@ ListenerHandle listen(Runtime& rt, const ListenOptions& options, ConnectionFacto
   if (reuse && options.address.is_unix()) {
     throw std::invalid_argument("reuse-port needs a TCP address, not " + options.address.to_string());
   }
-  const int first = open_listening_socket(options, options.address, reuse);
+  const int first = detail::open_listening_socket(options, options.address, reuse);
   const Address bound = options.address.is_unix() ? options.address : Address::of_socket(first);
   if (!reuse) {
     refs.push_back(actors::spawn<ListenerActor>(rt, options.accept_shard % rt.shard_count(), first, shared).raw());
   } else {
     refs.push_back(actors::spawn<ListenerActor>(rt, 0, first, shared).raw());
     for (unsigned i = 1; i < rt.shard_count(); ++i) {
-      const int fd = open_listening_socket(options, bound, true);  // the same port, chosen by the first
+      const int fd = detail::open_listening_socket(options, bound, true);  // the same port, chosen by the first
       refs.push_back(actors::spawn<ListenerActor>(rt, i, fd, shared).raw());
     }
   }

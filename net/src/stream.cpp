@@ -1,12 +1,14 @@
 #include "ringshard/net/stream.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "ringshard/framework/log.hpp"
+#include "listen_socket.hpp"
 
 namespace ringshard::net {
 
@@ -667,6 +669,85 @@ DialResult DialAwait::await_resume() noexcept {
     return DialResult{Stream(), error_ ? error_ : make_error_code(StreamErrc::not_connected)};
   }
   return DialResult{Stream(conn_), {}};
+}
+
+}  // namespace ringshard::net
+
+namespace ringshard::net {
+
+// ---- the accept loop ---------------------------------------------------------
+
+Accepted& Accepted::operator=(Accepted&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+Accepted::~Accepted() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Address Accepted::peer() const {
+  if (fd_ < 0) return {};
+  try {
+    return Address::of_socket(fd_, true);
+  } catch (const std::system_error&) {
+    return {};
+  }
+}
+
+StreamListener::StreamListener(const ListenOptions& options)
+    : fd_(detail::open_listening_socket(options, options.address, false)),
+      address_(options.address.is_unix() ? options.address : Address::of_socket(fd_)) {}
+
+StreamListener::~StreamListener() { close(); }
+
+void StreamListener::close() noexcept {
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+}
+
+void StreamListener::AcceptPrep::operator()(io_uring_sqe* sqe) const noexcept {
+  uring::prep_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+AcceptResult StreamListener::AcceptAwait::await_resume() noexcept {
+  if (fd_ < 0) return {Accepted(), std::make_error_code(std::errc::bad_file_descriptor)};
+  const int res = io_.await_resume();
+  if (res < 0) return {Accepted(), std::error_code(-res, std::generic_category())};
+  return {Accepted(res), {}};
+}
+
+namespace {
+// An accepted socket on its way to a shard: closed if the job never runs.
+struct FdInFlight {
+  int fd;
+  explicit FdInFlight(int f) noexcept : fd(f) {}
+  FdInFlight(FdInFlight&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  FdInFlight& operator=(FdInFlight&&) = delete;
+  ~FdInFlight() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+}  // namespace
+
+void start_stream(Runtime& rt, unsigned shard, Accepted conn, StreamHandler handler, const ConnectionOptions& options) {
+  if (conn.fd() < 0) return;
+  NetShard& net = NetShard::of(rt.shard(shard));
+  net.connections.fetch_add(1, std::memory_order_relaxed);  // as the listener counts its accepts
+  net.accepted.fetch_add(1, std::memory_order_relaxed);
+  auto shared = std::make_shared<const StreamHandler>(std::move(handler));
+  rt.post(shard, [fd = FdInFlight(conn.release()), shared = std::move(shared), options]() mutable {
+    auto actor = std::make_unique<detail::StreamConnection>(shared);
+    actor->set_options(options);
+    actor->attach_accepted(std::exchange(fd.fd, -1), Address{});
+    Shard& here = *Shard::current();
+    auto& table = actors::ActorTable::of(here);
+    actors::RawRef ref = table.reserve();
+    ref.shard = here.id();
+    table.install(ref, std::move(actor));
+  });
 }
 
 }  // namespace ringshard::net

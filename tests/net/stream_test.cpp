@@ -479,3 +479,45 @@ TEST_CASE("stream: once warm, new connections take their frames from the pool") 
   CHECK(after.allocated == before.allocated);
   CHECK(after.reused - before.reused >= 20);
 }
+
+namespace {
+
+Task<> accept_loop(Runtime* rt, StreamListener* l, Probe* p) {
+  Witness w{p};
+  for (unsigned next = 0;; ++next) {
+    auto a = co_await l->accept();
+    if (!a) {
+      p->add("accept:" + str(a.error));
+      co_return;
+    }
+    CHECK(a.conn.peer().port() != 0);
+    start_stream(*rt, next % rt->shard_count(), std::move(a.conn), echo);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("stream: a Go-style accept loop hands each connection to the shard it picks, and ends when cancelled") {
+  Runtime rt(opts(2));
+  rt.start();
+  StreamListener l(ListenOptions{});
+  Probe p;
+  TaskHandle loop;
+  on_shard(rt, 0, [&] { loop = spawn(accept_loop(&rt, &l, &p)); });
+  std::vector<Fd> conns;
+  for (int i = 0; i < 4; ++i) {
+    conns.push_back(connect_to(l.address()));
+    const std::string m = "hello " + std::to_string(i);
+    REQUIRE(write_all(conns.back().get(), m));
+    CHECK(read_exactly(conns.back().get(), m.size()) == m);
+  }
+  CHECK(NetShard::of(rt.shard(0)).accepted.load() == 2);
+  CHECK(NetShard::of(rt.shard(1)).accepted.load() == 2);
+  on_shard(rt, 0, [&] { loop.cancel(); });
+  REQUIRE(eventually([&] { return p.destroyed.load() == 1; }, std::chrono::seconds(5)));
+  CHECK(p.seen() == std::vector<std::string>{"accept:" + std::make_error_code(std::errc::operation_canceled).message()});
+  conns.clear();
+  REQUIRE(eventually([&] {
+    return NetShard::of(rt.shard(0)).connections.load() == 0 && NetShard::of(rt.shard(1)).connections.load() == 0;
+  }, std::chrono::seconds(5)));
+}

@@ -324,4 +324,86 @@ class DialAwait final : public Suspension {
   return {target, timeout, options};
 }
 
+// ---- a Go-style accept loop ---------------------------------------------------
+
+/// An accepted socket not yet given to a shard; closes it unless handed on.
+class Accepted {
+ public:
+  Accepted() noexcept = default;
+  explicit Accepted(int fd) noexcept : fd_(fd) {}
+  Accepted(Accepted&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Accepted& operator=(Accepted&& o) noexcept;
+  Accepted(const Accepted&) = delete;
+  Accepted& operator=(const Accepted&) = delete;
+  ~Accepted();
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  /// The peer's address (getpeername).
+  [[nodiscard]] Address peer() const;
+  [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_ = -1;
+};
+
+struct AcceptResult {
+  Accepted conn;
+  std::error_code error{};
+  explicit operator bool() const noexcept { return !error; }
+};
+
+/// A listening socket for an accept loop in a task:
+///
+///   net::StreamListener l(net::ListenOptions{.address = addr});
+///   for (unsigned next = 0;; ++next) {
+///     auto a = co_await l.accept();
+///     if (!a) break;
+///     net::start_stream(runtime, next % runtime.shard_count(), std::move(a.conn), handler);
+///   }
+///
+/// accept() is one IORING_OP_ACCEPT through the calling shard's ring; it can
+/// be cancelled like any await. ListenOptions::policy is not used here: the
+/// loop decides where each connection goes.
+class StreamListener {
+ public:
+  /// Binds and listens at once (throws std::system_error).
+  explicit StreamListener(const ListenOptions& options);
+  StreamListener(StreamListener&& o) noexcept : fd_(std::exchange(o.fd_, -1)), address_(o.address_) {}
+  StreamListener& operator=(StreamListener&&) = delete;
+  StreamListener(const StreamListener&) = delete;
+  ~StreamListener();
+  [[nodiscard]] const Address& address() const noexcept { return address_; }
+  void close() noexcept;
+
+  struct AcceptPrep {
+    int fd;
+    void operator()(io_uring_sqe* sqe) const noexcept;
+  };
+  class AcceptAwait {
+   public:
+    explicit AcceptAwait(int fd) noexcept : io_(AcceptPrep{fd}), fd_(fd) {}
+    bool await_ready() noexcept { return fd_ < 0; }
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
+      return io_.await_suspend(h);
+    }
+    AcceptResult await_resume() noexcept;
+
+   private:
+    IoAwait<AcceptPrep> io_;
+    int fd_;
+  };
+  /// co_await accept(): the next connection, or an error (EBADF once closed,
+  /// operation_canceled when cancelled, EMFILE when out of descriptors).
+  [[nodiscard]] AcceptAwait accept() noexcept { return AcceptAwait(fd_); }
+
+ private:
+  int fd_ = -1;
+  Address address_{};
+};
+
+/// Runs `handler` for `conn` on shard `shard` (posted to it); options as
+/// ListenOptions::connection.
+void start_stream(Runtime& rt, unsigned shard, Accepted conn, StreamHandler handler,
+                  const ConnectionOptions& options = {});
+
 }  // namespace ringshard::net
