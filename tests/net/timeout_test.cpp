@@ -94,7 +94,9 @@ TEST_CASE("the send timeout resets a connection whose peer takes nothing of what
   const auto took = Clock::now() - t0;
   MESSAGE("send timeout after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
   CHECK(took >= 190ms);
-  CHECK(took < 1000ms);
+  // The stall counts from when the socket's buffers are full, which takes
+  // longer under a sanitizer on a busy machine.
+  CHECK(took < (test::under_sanitizer() ? 3000ms : 1000ms));
   // A reset, so the kernel drops what it still held for the peer too.
   char buf[65536];
   ssize_t n;
