@@ -521,3 +521,42 @@ TEST_CASE("stream: a Go-style accept loop hands each connection to the shard it 
     return NetShard::of(rt.shard(0)).connections.load() == 0 && NetShard::of(rt.shard(1)).connections.load() == 0;
   }, std::chrono::seconds(5)));
 }
+
+namespace {
+
+Task<> dial_with_timeout(Address to, Probe* p) {
+  Witness w{p};
+  const auto t0 = Clock::now();
+  auto d = co_await dial(to, 200ms);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  p->add("dial:" + str(d.error) + (took >= 190 ? ":waited" : ":early"));
+}
+
+}  // namespace
+
+TEST_CASE("stream: dial gives up with timed_out when the connection is not established in time") {
+  // A listener whose accept queue is full drops further SYNs: the connect
+  // neither succeeds nor fails until the timeout.
+  Fd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(l.get(), 0) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  const Address to = Address::ipv4("127.0.0.1", ntohs(a.sin_port));
+  std::vector<Fd> fillers;
+  for (int i = 0; i < 4; ++i) {  // fill the queue; later connects stay in SYN_SENT
+    Fd f(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    ::connect(f.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    fillers.push_back(std::move(f));
+  }
+  std::this_thread::sleep_for(20ms);
+  Runtime rt(opts(1));
+  rt.start();
+  Probe p;
+  on_shard(rt, 0, [&] { spawn(dial_with_timeout(to, &p)); });
+  REQUIRE(eventually([&] { return p.destroyed.load() == 1; }, std::chrono::seconds(5)));
+  CHECK(p.seen() == std::vector<std::string>{"dial:" + std::make_error_code(std::errc::timed_out).message() + ":waited"});
+}
