@@ -45,6 +45,7 @@
 #include "ringshard/framework/reactor.hpp"
 #include "ringshard/framework/shard.hpp"
 #include "ringshard/framework/job.hpp"
+#include "ringshard/framework/task.hpp"
 
 namespace ringshard::actors {
 
@@ -81,15 +82,17 @@ enum class AskStatus : std::uint8_t {
   target_gone,  ///< the target was not there, or stopped (or failed) before answering
   dropped,      ///< the target let its Reply<R> go without answering
   timed_out,    ///< the ask's deadline passed first; a later answer is dropped (and counted)
+  canceled,     ///< a coroutine awaiting the ask was cancelled; a later answer is dropped
 };
 
-/// "answered", "target_gone", "dropped" or "timed_out".
+/// "answered", "target_gone", "dropped", "timed_out" or "canceled".
 [[nodiscard]] constexpr std::string_view to_string(AskStatus s) noexcept {
   switch (s) {
     case AskStatus::answered: return "answered";
     case AskStatus::target_gone: return "target_gone";
     case AskStatus::dropped: return "dropped";
     case AskStatus::timed_out: return "timed_out";
+    case AskStatus::canceled: return "canceled";
   }
   return "unknown";
 }
@@ -699,6 +702,7 @@ void Reply<R>::post(std::uint64_t id, AskStatus status, std::optional<R>& value)
 /// `on_result(AskResult<Response>)` runs once on the calling shard with the
 /// answer or with why none came. An exception from it is logged and swallowed.
 template <class Target, class Req, class F>
+  requires std::is_invocable_v<F&, AskResult<typename std::decay_t<Req>::Response>>
 void ask(const ActorRef<Target>& to, Req&& req, std::chrono::nanoseconds timeout, F&& on_result) {
   using R = typename std::decay_t<Req>::Response;
   Shard* here = Shard::current();
@@ -709,8 +713,94 @@ void ask(const ActorRef<Target>& to, Req&& req, std::chrono::nanoseconds timeout
 }
 /// As above, without a deadline.
 template <class Target, class Req, class F>
+  requires std::is_invocable_v<F&, AskResult<typename std::decay_t<Req>::Response>>
 void ask(const ActorRef<Target>& to, Req&& req, F&& on_result) {
   ask(to, std::forward<Req>(req), std::chrono::nanoseconds::zero(), std::forward<F>(on_result));
+}
+
+/// co_await ask(ref, req[, timeout]) in a coroutine on a shard: the
+/// AskResult<Response>, resumed on the calling shard. Cancelling the task
+/// gives AskStatus::canceled at once (a later answer is dropped); stopping
+/// it forgets the ask.
+template <class Target, class Msg>
+class AskAwait final : public Suspension {
+ public:
+  using R = typename Msg::Response;
+  AskAwait(const ActorRef<Target>& to, Msg req, std::chrono::nanoseconds timeout)
+      : to_(to), req_(std::move(req)), timeout_(timeout) {}
+  AskAwait(const AskAwait&) = delete;
+  AskAwait& operator=(const AskAwait&) = delete;
+  ~AskAwait() { forget(); }
+
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    root_ = ringshard::detail::root_of(h);
+    if (root_ != nullptr) {
+      const TaskRoot::Admit admit = root_->suspend_in(*this);
+      if (admit == TaskRoot::Admit::cancelled) {
+        result_.emplace(AskStatus::canceled);
+        return false;
+      }
+      if (admit == TaskRoot::Admit::parked) return true;
+    }
+    Shard* here = Shard::current();
+    if (here == nullptr) throw std::logic_error("ringshard: co_await ask() outside a shard thread");
+    h_ = h;
+    table_ = &ActorTable::of(*here).asks();
+    id_ = table_->add(nullptr, detail::AskCallback([this](AskStatus status, void* value) {
+                        if (resuming_) answered(status, value);  // not when forget() completes it
+                      }),
+                      timeout_);
+    detail::post_ask(to_, std::move(req_), here->id(), id_);
+    return true;
+  }
+  AskResult<R> await_resume() { return std::move(*result_); }
+
+  bool cancel() noexcept override {
+    forget();
+    return true;
+  }
+  void resume_cancelled() noexcept override {
+    result_.emplace(AskStatus::canceled);
+    h_.resume();
+  }
+
+ private:
+  void answered(AskStatus status, void* value) {
+    id_ = 0;
+    if (value != nullptr) {
+      result_.emplace(std::move(*static_cast<R*>(value)));
+    } else {
+      result_.emplace(status);
+    }
+    if (root_ != nullptr) root_->resumed();
+    h_.resume();
+  }
+  // Completes the ask without resuming (its slot is freed; a later answer is
+  // a late answer, dropped).
+  void forget() noexcept {
+    if (id_ == 0 || table_ == nullptr) return;
+    const std::uint64_t id = std::exchange(id_, 0);
+    resuming_ = false;
+    table_->complete(id, AskStatus::canceled, nullptr);
+  }
+
+  ActorRef<Target> to_;
+  Msg req_;
+  std::chrono::nanoseconds timeout_;
+  std::coroutine_handle<> h_{};
+  TaskRoot* root_ = nullptr;
+  detail::AskTable* table_ = nullptr;
+  std::uint64_t id_ = 0;
+  bool resuming_ = true;
+  std::optional<AskResult<R>> result_;
+};
+
+template <class Target, class Req>
+[[nodiscard]] AskAwait<Target, std::decay_t<Req>> ask(const ActorRef<Target>& to, Req&& req,
+                                                      std::chrono::nanoseconds timeout = {}) {
+  return {to, std::decay_t<Req>(std::forward<Req>(req)), timeout};
 }
 
 }  // namespace ringshard::actors
