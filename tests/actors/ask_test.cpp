@@ -91,6 +91,7 @@ struct Outcomes {
       case AskStatus::target_gone: target_gone.fetch_add(1); break;
       case AskStatus::dropped: dropped.fetch_add(1); break;
       case AskStatus::timed_out: timed_out.fetch_add(1); break;
+      case AskStatus::canceled: break;  // only for a coroutine's co_await ask: not counted, so totals catch it
     }
   }
   [[nodiscard]] int total() const { return answered + target_gone + dropped + timed_out; }

@@ -51,10 +51,66 @@ Response& Response::header(std::string_view name, std::string_view value) {
   return *this;
 }
 
+namespace {
+// RFC 9110 tchar.
+bool is_tchar(unsigned char c) noexcept {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~': return true;
+    default: return false;
+  }
+}
+// A field value: no CTL but HTAB (CR, LF and NUL among them), no DEL.
+bool is_field_value(std::string_view v) noexcept {
+  for (const char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+// For log lines: at most 64 bytes, control characters and non-ASCII as \xNN.
+std::string printable(std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char ch : s.substr(0, 64)) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c >= 0x7f || c == '\\' || c == '"') {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+}  // namespace
+
+bool is_token(std::string_view name) noexcept {
+  if (name.empty()) return false;
+  for (const char c : name)
+    if (!is_tchar(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+std::string response_problem(const Response& r) {
+  if (r.status < 200 || r.status > 599) return "status " + std::to_string(r.status) + " is not a final status (200-599)";
+  if (!is_field_value(r.content_type)) return "the content type holds a control character (CR, LF, NUL, ...)";
+  for (const auto& [name, value] : r.headers) {
+    if (!is_token(name)) return "header name \"" + printable(name) + "\" is not a token";
+    if (!is_field_value(value)) return "the value of header " + name + " holds a control character (CR, LF, NUL, ...)";
+  }
+  return {};
+}
+
 std::string_view reason_phrase(int status) noexcept {
   switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
@@ -62,11 +118,15 @@ std::string_view reason_phrase(int status) noexcept {
     case 204: return "No Content";
     case 205: return "Reset Content";
     case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 208: return "Already Reported";
+    case 226: return "IM Used";
     case 300: return "Multiple Choices";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 303: return "See Other";
     case 304: return "Not Modified";
+    case 305: return "Use Proxy";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
@@ -87,8 +147,11 @@ std::string_view reason_phrase(int status) noexcept {
     case 415: return "Unsupported Media Type";
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
     case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
     case 425: return "Too Early";
     case 426: return "Upgrade Required";
     case 428: return "Precondition Required";
@@ -101,6 +164,11 @@ std::string_view reason_phrase(int status) noexcept {
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates";
+    case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";
+    case 510: return "Not Extended";
+    case 511: return "Network Authentication Required";
     default: return "Unknown";
   }
 }

@@ -102,6 +102,7 @@
 #include "ringshard/net/http/session.hpp"
 
 #include "ringshard/net/detail/ordered_slots.hpp"
+#include "ringshard/framework/log.hpp"
 
 #include <llhttp.h>
 
@@ -914,6 +915,20 @@ void SessionCore::headers_done() {
   }
 }
 
+namespace {
+// Inside a catch block: one error line naming the request.
+void log_handler_exception(const Request& req) noexcept {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    RINGSHARD_LOG_ERROR("http: the handler of {} {} threw: {}", req.method_name, req.path, e.what());
+  } catch (...) {
+    RINGSHARD_LOG_ERROR("http: the handler of {} {} threw something that is not a std::exception", req.method_name,
+                        req.path);
+  }
+}
+}  // namespace
+
 void SessionCore::message_done() {
   in_message_ = false;
   in_body_ = false;
@@ -931,6 +946,7 @@ void SessionCore::message_done() {
     try {
       response = (*m.handler)(request_);
     } catch (...) {
+      log_handler_exception(request_);
       response = error_response(500);
     }
     complete(seq, info, std::move(response));
@@ -941,6 +957,7 @@ void SessionCore::message_done() {
       (*m.deferred)(request_, Responder(weak_from_this(), seq));
     } catch (...) {
       // The Responder was destroyed with the handler's frame: 500 if unanswered.
+      log_handler_exception(request_);
     }
   } else {
     Response response = error_response(m.status);
@@ -1064,25 +1081,52 @@ void SessionCore::flush_point() {
 }
 
 void SessionCore::serialize(std::string& out, const Info& info, const Response& r) {
+  if (std::string problem = response_problem(r); !problem.empty()) {
+    RINGSHARD_LOG_ERROR("http: a response was refused ({}); a 500 went out instead", problem);
+    return serialize(out, info, error_response(500));
+  }
   const int status = r.status;
-  const bool bodiless_status = (status >= 100 && status < 200) || status == 204 || status == 304;
+  const bool bodiless_status = status == 204 || status == 304;
   serialize_head(out, info, r, r.body.size(), false, !info.keep_alive || r.close);
   if (!info.head && !bodiless_status) out += r.body;
 }
 
 // The status line and headers; the body framing is Content-Length `length`,
-// chunked, or neither (the body ends with the connection).
+// chunked, or neither (the body ends with the connection). The response
+// passed response_problem() (serialize, or answer_stream for a stream).
 void SessionCore::serialize_head(std::string& out, const Info& info, const Response& r,
                                  std::optional<std::size_t> length, bool chunked, bool closes) {
   const int status = r.status;
-  const bool bodiless_status = (status >= 100 && status < 200) || status == 204 || status == 304;
+  const bool bodiless_status = status == 204 || status == 304;
+  // Content-Type, Server and Date go out once: a value in `headers` (the
+  // last one) replaces the default.
+  std::string_view content_type = r.content_type;
+  std::string_view server = "ringshard";
+  std::string_view date{};
+  bool own_date = false;
+  for (const auto& [name, value] : r.headers) {
+    if (iequals(name, "content-type")) {
+      content_type = value;
+    } else if (iequals(name, "server")) {
+      server = value;
+    } else if (iequals(name, "date")) {
+      date = value;
+      own_date = true;
+    }
+  }
   out.clear();
   out += info.http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  append_uint(out, static_cast<std::size_t>(status < 0 ? 0 : status));
+  append_uint(out, static_cast<std::size_t>(status));
   out += ' ';
   out += reason_phrase(status);
-  out += "\r\nServer: ringshard\r\nDate: ";
-  out += http_date();
+  out += "\r\n";
+  if (!server.empty()) {
+    out += "Server: ";
+    out += server;
+    out += "\r\n";
+  }
+  out += "Date: ";
+  out += own_date ? date : http_date();
   out += "\r\n";
   if (!bodiless_status && length) {
     out += "Content-Length: ";
@@ -1091,13 +1135,14 @@ void SessionCore::serialize_head(std::string& out, const Info& info, const Respo
   } else if (!bodiless_status && chunked) {
     out += "Transfer-Encoding: chunked\r\n";
   }
-  if (!r.content_type.empty()) {
+  if (!content_type.empty()) {
     out += "Content-Type: ";
-    out += r.content_type;
+    out += content_type;
     out += "\r\n";
   }
   for (const auto& [name, value] : r.headers) {
-    if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection"))
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection") ||
+        iequals(name, "content-type") || iequals(name, "server") || iequals(name, "date"))
       continue;
     out += name;
     out += ": ";
@@ -1193,6 +1238,11 @@ BodyStream SessionCore::answer_stream(std::uint64_t seq, Response&& head, std::o
   if (closed_ || close_pending_) return {};
   Slot* slot = slots_.find(seq);
   if (!slot || slot->ready) return {};
+  if (std::string problem = response_problem(head); !problem.empty()) {
+    RINGSHARD_LOG_ERROR("http: a streamed response was refused ({}); a 500 went out instead", problem);
+    answer(seq, error_response(500));
+    return {};
+  }
   auto st = std::make_shared<StreamState>();
   const Info& info = slot->info;
   const int status = head.status;
@@ -1228,7 +1278,7 @@ bool SessionCore::stream_write(StreamState& st, std::string_view bytes, SharedBu
   if (st.length && bytes.size() > *st.length - st.written) return false;  // past the declared length
   st.written += bytes.size();
   ++st.progress;
-  char size_line[24];
+  char size_line[24] = {};
   std::size_t size_len = 0;
   if (st.chunked) {
     const auto res = std::to_chars(size_line, size_line + 20, bytes.size(), 16);

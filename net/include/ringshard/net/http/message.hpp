@@ -56,7 +56,14 @@ struct Request {
 /// A response. The session adds Server, Date, Content-Length and, when
 /// needed, Connection; `headers` holds the others (a Content-Length,
 /// Transfer-Encoding or Connection given here is ignored: set `close`
-/// instead of `Connection: close`).
+/// instead of `Connection: close`). A Content-Type, Server or Date given in
+/// `headers` replaces the session's (and `content_type`): each goes out once,
+/// with the last value given.
+///
+/// Checked before it is sent: the status must be a final one (200-599),
+/// header names tokens, and values (content_type too) free of control
+/// characters (CR, LF, NUL, ...), so that no value can split the response.
+/// A response that fails is replaced by a 500 and one error line is logged.
 struct Response {
   int status = 200;
   std::string content_type;  ///< sent as Content-Type when not empty
@@ -75,6 +82,11 @@ struct Response {
   /// Adds a header; returns *this for chaining.
   Response& header(std::string_view name, std::string_view value);
 };
+
+/// True for a non-empty RFC 9110 token (a valid header name).
+[[nodiscard]] bool is_token(std::string_view name) noexcept;
+/// Why `r` cannot be sent as it is (see Response), or an empty string.
+[[nodiscard]] std::string response_problem(const Response& r);
 
 /// The reason phrase of a status code ("OK", "Not Found", ...); "Unknown" for
 /// codes without a registered phrase.
