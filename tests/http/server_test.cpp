@@ -458,3 +458,50 @@ TEST_CASE("http server: a stop with heavy handlers queued ends within stop_timeo
   CHECK(answered >= 1);
   CHECK(answered + closed == 16);
 }
+
+namespace {
+
+struct Number {
+  using Response = int;
+};
+struct Numbers : actors::Actor<Numbers> {
+  int on_message(const Number&) { return 7; }
+  void on_message(const std::string&) { throw std::runtime_error("an actor handler failed"); }
+};
+
+}  // namespace
+
+TEST_CASE("http server: an exception in an ask callback holding the Responder answers 500, and the server goes on") {
+  Runtime rt(opts(2));
+  rt.start();
+  auto numbers = actors::spawn<Numbers>(rt, 1);
+  auto r = std::make_shared<http::Router>();
+  r->get("/throw-later", [numbers](http::Request&, http::Responder respond) {
+    actors::ask(numbers, Number{}, [respond = std::move(respond)](actors::AskResult<int>) mutable {
+      throw std::runtime_error("an ask callback failed");  // respond is dropped unanswered
+    });
+  });
+  r->get("/ask", [numbers](http::Request&, http::Responder respond) {
+    actors::ask(numbers, Number{}, [respond = std::move(respond)](actors::AskResult<int> v) mutable {
+      respond(http::Response::text(200, std::to_string(v.value_or(-1))));
+    });
+  });
+  r->get("/plaintext", [](http::Request&) { return http::Response::text(200, "Hello, World!"); });
+  auto l = http::serve(rt, net::ListenOptions{}, r, quick());
+  Fd c = connect_to(l.address());
+  REQUIRE(send_all(c.get(), "GET /throw-later HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Reply a;
+  REQUIRE(read_reply(c.get(), a));
+  CHECK(a.head.rfind("HTTP/1.1 500", 0) == 0);
+  REQUIRE(send_all(c.get(), "GET /ask HTTP/1.1\r\nHost: x\r\n\r\n"));  // the same connection
+  Reply b;
+  REQUIRE(read_reply(c.get(), b));
+  CHECK(b.head.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(b.body == "7");
+  actors::send(numbers, std::string("boom"));  // the actor fails: logged, the process goes on
+  Fd d = connect_to(l.address());
+  REQUIRE(send_all(d.get(), get_plaintext));
+  Reply e;
+  REQUIRE(read_reply(d.get(), e));
+  CHECK(e.body == "Hello, World!");
+}
