@@ -81,9 +81,11 @@ TEST_CASE("http response: only final statuses 200-599 reach the wire, with their
   const std::vector<std::pair<int, std::string>> phrases{
       {200, "OK"}, {207, "Multi-Status"}, {418, "I'm a teapot"}, {422, "Unprocessable Content"},
       {451, "Unavailable For Legal Reasons"}, {511, "Network Authentication Required"}, {599, "Unknown"}};
-  for (const auto& [code, phrase] : phrases) {
+  for (const auto& entry : phrases) {
+    const int code = entry.first;
+    const std::string& phrase = entry.second;
     CAPTURE(code);
-    const auto r = answer_with([code = code] { return Response(code, "x"); });
+    const auto r = answer_with([code] { return Response(code, "x"); });
     CHECK(r.status == code);
     CHECK(r.reason == phrase);
   }
