@@ -432,10 +432,7 @@ TEST_CASE("stream: stopping the runtime with coroutines suspended in reads, writ
   Probe p;
   int clients = 0;
   {
-    Server srv([&p](Stream s) -> Task<> {
-      // Accepted streams: suspended in a read (silent clients).
-      return silent(std::move(s));
-    }, 2);
+    Server srv(silent, 2);  // accepted streams: suspended in a read (silent clients)
     std::vector<Fd> conns;
     for (int i = 0; i < 20; ++i) conns.push_back(connect_to(srv.listener.address()));
     for (unsigned sh = 0; sh < 2; ++sh) {
