@@ -239,13 +239,20 @@ void ConnectionCore::drain_input() {
                                           buffered_input());
     draining_ = true;
     drained_ = view.size();  // an on_data of the application's takes everything
+    // keep_received() works on kept input too (it copies: the bytes are ours).
+    current_ = view;
+    current_from_ring_ = false;
+    current_kept_ = false;
+    current_taken_ = false;
     try {
       on_data(view);
     } catch (...) {
+      current_ = {};
       draining_ = false;
       handler_threw();
       return;
     }
+    current_ = {};
     draining_ = false;
     input_offset_ += std::min(drained_, view.size());
     if (drained_ == 0) break;

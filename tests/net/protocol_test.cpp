@@ -297,6 +297,44 @@ TEST_CASE("a half-close while reading is paused with input kept answers all of i
 
 namespace {
 
+// Echoes each chunk as the received buffer itself, pausing reading for a
+// moment after each: bytes that arrive meanwhile are kept, and come back
+// through on_data once reading resumes.
+struct PausingEcho : Connection<PausingEcho> {
+  std::atomic<int>* empty_keeps;
+  explicit PausingEcho(std::atomic<int>* e) : empty_keeps(e) {}
+  void on_data(std::span<const std::byte> bytes) override {
+    RecvBuffer kept = keep_received();
+    if (kept.size() != bytes.size()) empty_keeps->fetch_add(1);
+    send(std::move(kept));
+    pause_reading();
+    after(1ms, Resume{});
+  }
+  void on_message(Resume) { resume_reading(); }
+};
+
+}  // namespace
+
+TEST_CASE("keep_received() works on input kept while reading was paused: an echo that pauses loses no byte") {
+  Runtime rt(opts(1));
+  rt.start();
+  std::atomic<int> empty_keeps{0};
+  auto l = listen<PausingEcho>(rt, ListenOptions{}, &empty_keeps);
+  Fd s = connect_to(l.address());
+  std::string payload(1 << 20, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  bool wrote = false;
+  std::thread writer([&] { wrote = write_all(s.get(), payload); });
+  const std::string back = read_exactly(s.get(), payload.size(), 20000ms);
+  writer.join();
+  CHECK(wrote);
+  CHECK(back.size() == payload.size());
+  CHECK(back == payload);
+  CHECK(empty_keeps.load() == 0);
+}
+
+namespace {
+
 // Pauses reading at the first line and waits for an answer from elsewhere
 // that never comes: only the peer can end it.
 struct Waiter : Connection<Waiter> {
