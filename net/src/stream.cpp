@@ -78,6 +78,7 @@ class StreamConnection final : public Connection<StreamConnection>, private Time
     return pending_send_bytes() > options().high_watermark;
   }
   void stream_close(bool abort_now) noexcept;
+  void reset_for_write_timeout() noexcept;
   void stream_shutdown_write() noexcept;
   void set_read_deadline(Clock::time_point t) noexcept {
     read_deadline_ = t;
@@ -400,6 +401,16 @@ void StreamConnection::stream_close(bool abort_now) noexcept {
   }
 }
 
+// A write that timed out leaves the stream in no known state: the queue is
+// dropped and the peer sees a reset, not a truncated end.
+void StreamConnection::reset_for_write_timeout() noexcept {
+  if (closed_) return;
+  closed_by_stream_ = true;
+  const linger reset{1, 0};
+  if (fd() >= 0) (void)::setsockopt(fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  timed_out();
+}
+
 void StreamConnection::stream_shutdown_write() noexcept {
   if (closed_ || write_shut_by_stream_) return;
   write_shut_by_stream_ = true;
@@ -427,10 +438,7 @@ void StreamConnection::fire() {
   if (writer_ != nullptr && now >= write_deadline_) {
     // A write that timed out leaves the stream in no known state: reset.
     WriteAwait* w = std::exchange(writer_, nullptr);
-    closed_by_stream_ = true;
-    const linger reset{1, 0};  // what is queued is dropped: the peer sees a reset, not a truncated end
-    if (fd() >= 0) (void)::setsockopt(fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-    timed_out();
+    reset_for_write_timeout();
     w->finish(std::make_error_code(std::errc::timed_out));
   }
   arm_deadline();
@@ -512,7 +520,7 @@ bool WriteAwait::await_ready() {
   }
   if (conn_->write_late()) {
     error_ = std::make_error_code(std::errc::timed_out);
-    conn_->stream_close(true);
+    conn_->reset_for_write_timeout();
     return true;
   }
   conn_->enqueue(*this);
