@@ -76,26 +76,44 @@ void Store::on_message(const Sweep&) {
 
 std::string Store::on_message(const Batch& batch) {
   db.new_batch();
-  std::string out;
+  // Decode every command first, and start loading the table slots of the
+  // one-key ones, then their items: the lookups then wait for their cache
+  // misses together (as a connection does for its own shard).
+  ops_.clear();
+  argv_.clear();
   const char* p = batch.ops.data();
   const char* const end = p + batch.ops.size();
   while (p < end) {
-    const auto cmd = static_cast<Cmd>(*p++);
-    const std::uint32_t argc = get_u32(p);
-    p += 4;
-    argv_.clear();
-    for (std::uint32_t i = 0; i < argc; ++i) {
+    Op op{static_cast<Cmd>(*p), static_cast<std::uint32_t>(argv_.size()), get_u32(p + 1), 0};
+    p += 5;
+    for (std::uint32_t i = 0; i < op.count; ++i) {
       const std::uint32_t n = get_u32(p);
       argv_.emplace_back(p + 4, n);
       p += 4 + n;
     }
+    if (info(op.cmd).route == Route::key && op.count >= 2) {
+      op.hash = hash_key(argv_[op.first + 1], seed_);
+      db.prefetch(op.hash);
+    }
+    ops_.push_back(op);
+  }
+  for (const Op& op : ops_)
+    if (op.hash != 0) db.prefetch_item(op.hash);
+  std::string out;
+  for (const Op& op : ops_) {
     const std::size_t at = out.size();
     out.append(4, '\0');
-    db.execute(cmd, argv_, out);
+    const std::span<const std::string_view> argv(argv_.data() + op.first, op.count);
+    if (op.hash != 0) {
+      db.execute(op.cmd, argv, out, op.hash);
+    } else {
+      db.execute(op.cmd, argv, out);
+    }
     const auto n = static_cast<std::uint32_t>(out.size() - at - 4);
     std::memcpy(out.data() + at, &n, 4);
   }
   if (argv_.capacity() > 4096) std::vector<std::string_view>().swap(argv_);
+  if (ops_.capacity() > 4096) std::vector<Op>().swap(ops_);
   return out;
 }
 

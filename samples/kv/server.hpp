@@ -59,7 +59,7 @@ struct Sweep {};
 
 class Store : public ringshard::actors::Actor<Store> {
  public:
-  Store(std::uint64_t seed, const ServerOptions& options) : db(seed), options_(options) {}
+  Store(std::uint64_t seed, const ServerOptions& options) : db(seed), options_(options), seed_(seed) {}
   Db db;
 
   void on_start() override;
@@ -72,7 +72,15 @@ class Store : public ringshard::actors::Actor<Store> {
   void on_failure(std::exception_ptr) override {}
 
  private:
+  struct Op {
+    Cmd cmd;
+    std::uint32_t first;  // its arguments in argv_
+    std::uint32_t count;
+    std::uint64_t hash;   // of its key (one-key commands), else 0
+  };
   ServerOptions options_;
+  std::uint64_t seed_;
+  std::vector<Op> ops_;
   std::vector<std::string_view> argv_;
 };
 
