@@ -660,7 +660,7 @@ def main():
         args.connections, args.sizes, args.depths = "100", "128", "1,8"
         args.http_connections, args.http_depths, args.http_loaders = "64", "1,16", "wrk"
         args.duration, args.warmup, args.idle = 1.0, 0.3, 2000
-        args.kv_tests, args.kv_servers = "get,set", "kv-1,redis"
+        args.kv_tests, args.kv_servers = "get", "kv-1,redis"
         if args.parts == ap.get_default("parts"):
             args.parts = "echo,http,kv,memory"
     parts = set(args.parts.split(","))
