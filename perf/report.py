@@ -7,6 +7,11 @@ perf/results/. Measurements are interleaved: for every cell of a grid, round
 r runs each server once (A B C ... A B C ...), so that the machine's drift
 touches every server alike; the tables give medians over the rounds.
 
+Grids: echo servers driven by ringshard-load; HTTP servers by wrk and
+h2load; Redis-protocol servers (ringshard-kv, redis-server) by
+redis-benchmark. Memory: idle connections per echo server, and bytes per
+key for 1,000,000 small keys in ringshard-kv and redis-server.
+
 Pinning: a one-core server runs on CPU 0 and the load on CPU 1. A two-core
 server (2 shards, 2 nginx workers) may use both CPUs, and the load is not
 pinned: it shares the cores with the server.
@@ -211,6 +216,41 @@ class Nginx(Server):
         raise RuntimeError("nginx did not start listening")
 
 
+class RedisServer(Server):
+    """redis-server from Debian's redis-server package, without persistence."""
+
+    stop_signal = signal.SIGTERM
+
+    def start(self):
+        self.port = free_port()
+        self.stderr = open(os.path.join(self.workdir, "stderr"), "wb")
+        self.proc = subprocess.Popen(
+            taskset(self.cpus) + [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no", "--daemonize", "no", "--dir", self.workdir,
+                                  "--logfile", os.path.join(self.workdir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=self.stderr)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {open(os.path.join(self.workdir, 'stderr')).read()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start listening")
+
+
+def redis_binary():
+    path = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("redis-server not found (Debian package redis-server)")
+    return path
+
+
 def nginx_binary():
     for path in ("/usr/sbin/nginx", shutil.which("nginx") or ""):
         if path and os.access(path, os.X_OK):
@@ -335,6 +375,39 @@ def parse_h2load(code, out, err):
     return {"rps": float(m.group(1)), "errors": 0}
 
 
+KV_KEYSPACE = 100_000  # redis-benchmark -r: keys key:000000000000 .. key:000000099999
+
+
+def redis_benchmark_argv(port, test, depth, n):
+    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-n", str(n), "-P", str(depth),
+            "-r", str(KV_KEYSPACE), "-t", test, "--csv"]
+
+
+def parse_redis_benchmark(code, out, err):
+    rows = re.findall(r'^"([^"]+)","([0-9.]+)","([0-9.]+)","[0-9.]+","([0-9.]+)","[0-9.]+","([0-9.]+)"', out, re.M)
+    if code != 0 or not rows or "Error" in out + err:
+        raise RuntimeError(f"redis-benchmark failed (exit {code}): {out.strip()[-300:]} {err.strip()[-300:]}")
+    _, rps, _, p50, p99 = rows[-1]
+    return {"rps": float(rps), "p50_us": float(p50) * 1000, "p99_us": float(p99) * 1000, "errors": 0}
+
+
+def kv_fill(server):
+    """Every key of the keyspace set once (so that GETs find values), unmeasured."""
+    proc = subprocess.run(redis_benchmark_argv(server.port, "set", 16, 3 * KV_KEYSPACE),
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"filling {server.name} with redis-benchmark failed: {proc.stdout[-300:]} {proc.stderr[-300:]}")
+
+
+def kv_requests(server, test, depth, duration):
+    """How many requests make a run of about `duration` seconds, from a short
+    unmeasured run (redis-benchmark counts requests, not seconds)."""
+    n = 20000 * (8 if depth > 1 else 1) // (5 if test == "mset" else 1)
+    proc = subprocess.run(redis_benchmark_argv(server.port, test, depth, n), capture_output=True, text=True, timeout=300)
+    rate = parse_redis_benchmark(proc.returncode, proc.stdout, proc.stderr)["rps"]
+    return max(n, int(rate * duration))
+
+
 # ---- grids --------------------------------------------------------------------------
 
 def interleaved(cell, servers, rounds, run_one):
@@ -421,6 +494,48 @@ def memory_run(server, counts):
         for s in socks:
             s.close()
         return points
+    finally:
+        server.stop()
+
+
+def kv_memory_run(server, keys):
+    """RSS of a fresh key-value server before and after `keys` SETs of
+    key:%012d (16 bytes) to a 3-byte value (redis-benchmark's default),
+    written with one pipelined connection. Before the first figure, 32 MiB
+    go through that connection (SETs of one 1 MiB value, then a DEL), so
+    that receive buffers and query buffers touched by any load are in the
+    baseline and not counted per key."""
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            big = b"x" * (1 << 20)
+            for _ in range(32):
+                s.sendall(b"*3\r\n$3\r\nSET\r\n$4\r\nwarm\r\n$%d\r\n%s\r\n" % (len(big), big))
+                if s.recv(16) != b"+OK\r\n":
+                    raise RuntimeError(f"{server.name} did not answer the warm-up SET")
+            s.sendall(b"*2\r\n$3\r\nDEL\r\n$4\r\nwarm\r\n")
+            s.recv(16)
+            time.sleep(0.3)
+            before = rss_kib(server.pid)
+            batch = 10_000
+            for start in range(0, keys, batch):
+                s.sendall(b"".join(b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$3\r\nxxx\r\n" % i
+                                   for i in range(start, min(keys, start + batch))))
+                want, got = 5 * min(batch, keys - start), b""
+                while len(got) < want:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        raise RuntimeError(f"{server.name} closed the connection while loading keys")
+                    got += chunk
+                if got != b"+OK\r\n" * (want // 5):
+                    raise RuntimeError(f"{server.name} did not answer +OK to every SET: {got[:80]!r}")
+            s.sendall(b"*1\r\n$6\r\nDBSIZE\r\n")
+            size = int(s.recv(64).strip()[1:])
+            if size != keys:
+                raise RuntimeError(f"{server.name} holds {size} keys, not {keys}")
+            time.sleep(0.3)
+            after = rss_kib(server.pid)
+        return before, after
     finally:
         server.stop()
 
@@ -526,7 +641,12 @@ def main():
     ap.add_argument("--http-depths", default="1,16")
     ap.add_argument("--http-loaders", default="wrk,h2load")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure")
-    ap.add_argument("--parts", default="echo,http,memory")
+    ap.add_argument("--parts", default="echo,http,kv,memory,kv-memory")
+    ap.add_argument("--kv-tests", default="set,get,incr,mset", help="redis-benchmark tests of the kv grid")
+    ap.add_argument("--kv-depths", default="1,16", help="redis-benchmark -P values of the kv grid")
+    ap.add_argument("--kv-servers", default="kv-1,redis,kv-2",
+                    help="which of the Redis-protocol servers to measure, in this order")
+    ap.add_argument("--kv-keys", type=int, default=1_000_000, help="keys for the memory-per-key figure")
     ap.add_argument("--echo-servers", default="echo-plain,echo-1,echo-co-1,liburing-echo,epoll-echo,echo-2",
                     help="which of the built-in echo servers to measure, in this order")
     ap.add_argument("--extra-echo", action="append", default=[], metavar="NAME=COMMAND",
@@ -540,6 +660,9 @@ def main():
         args.connections, args.sizes, args.depths = "100", "128", "1,8"
         args.http_connections, args.http_depths, args.http_loaders = "64", "1,16", "wrk"
         args.duration, args.warmup, args.idle = 1.0, 0.3, 2000
+        args.kv_tests, args.kv_servers = "get", "kv-1,redis"
+        if args.parts == ap.get_default("parts"):
+            args.parts = "echo,http,kv,memory"
     parts = set(args.parts.split(","))
     CHILD_CPU = ChildCpu()
     ncpu = len(os.sched_getaffinity(0))
@@ -552,7 +675,8 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
     started = datetime.datetime.now(datetime.timezone.utc)
     report = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-              "rounds": args.rounds, "duration": args.duration, "echo": {}, "http": {}, "memory": {}}
+              "rounds": args.rounds, "duration": args.duration, "echo": {}, "http": {}, "memory": {},
+              "kv": {}, "kv_memory": {}}
 
     builtin_echo = [
         ListeningServer("echo-plain", "ringshard-echo-plain", 1, one, [b("ringshard-echo-plain")]),
@@ -577,12 +701,25 @@ def main():
         Nginx("nginx-2", "nginx 2 workers", 2, two, 2),
     ]
 
+    builtin_kv = [
+        ListeningServer("kv-1", "ringshard-kv 1 shard", 1, one, [b("ringshard-kv"), "--shards", "1"]),
+        RedisServer("redis", "redis-server", 1, one),
+        ListeningServer("kv-2", "ringshard-kv 2 shards", 2, two, [b("ringshard-kv"), "--shards", "2"]),
+    ]
+    kv_by_name = {s.name: s for s in builtin_kv}
+    unknown = [n for n in args.kv_servers.split(",") if n and n not in kv_by_name]
+    if unknown:
+        ap.error(f"--kv-servers: unknown {', '.join(unknown)} (known: {', '.join(kv_by_name)})")
+    kv_servers = [kv_by_name[n] for n in args.kv_servers.split(",") if n]
+
     def load_cpus_for(server):
         return load_cpus if server.cores == 1 else None
 
     if args.from_json:
         with open(args.from_json) as f:
             report = json.load(f)
+        report.setdefault("kv", {})
+        report.setdefault("kv_memory", {})
         args.out = os.path.dirname(os.path.dirname(os.path.abspath(args.from_json)))
         args.quick = os.path.basename(os.path.dirname(os.path.abspath(args.from_json))).endswith("-quick")
         parts = set()
@@ -615,6 +752,39 @@ def main():
             for conns in map(int, args.http_connections.split(","))
             for loader in args.http_loaders.split(",")))
 
+    if "kv" in parts:
+        log("report: Redis-protocol grid (redis-benchmark -c 50 -r 100000)")
+        for s in kv_servers:
+            s.start()
+        try:
+            for s in kv_servers:
+                kv_fill(s)
+            cells = []
+            for depth in map(int, args.kv_depths.split(",")):
+                for test in args.kv_tests.split(","):
+                    n = kv_requests(kv_servers[0], test, depth, args.duration)
+                    cells.append((f"{test}/{depth}", f"kv {test} -P {depth}", {"test": test, "depth": depth, "requests": n},
+                                  lambda s, test=test, depth=depth, n=n: measure(
+                                      s, redis_benchmark_argv(s.port, test, depth, n), load_cpus_for(s),
+                                      parse_redis_benchmark)))
+            for key, label, fields, run in cells:
+                runs = interleaved(label, kv_servers, args.rounds, run)
+                report["kv"][key] = {**fields, "runs": runs, "median": {k: summarize(v) for k, v in runs.items()}}
+        finally:
+            for s in kv_servers:
+                s.stop()
+
+    if "kv-memory" in parts:
+        log(f"report: memory per key, {args.kv_keys:,} keys")
+        for s in [ListeningServer("kv-1", "ringshard-kv 1 shard", 1, one, [b("ringshard-kv"), "--shards", "1"]),
+                  RedisServer("redis", "redis-server", 1, one),
+                  ListeningServer("kv-2", "ringshard-kv 2 shards", 2, two, [b("ringshard-kv"), "--shards", "2"])]:
+            before, after = kv_memory_run(s, args.kv_keys)
+            per_key = (after - before) * 1024 / args.kv_keys
+            report["kv_memory"][s.name] = {"label": s.label, "keys": args.kv_keys, "rss_before_kib": before,
+                                           "rss_after_kib": after, "bytes_per_key": per_key}
+            log(f"  {s.label:24} RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB: {per_key:.1f} B per key")
+
     if "memory" in parts:
         log(f"report: memory with {args.idle} idle connections")
         counts = sorted({max(1, args.idle // 10), args.idle})
@@ -627,7 +797,7 @@ def main():
             log(f"  {s.label:24} RSS {points[0][1] / 1024:.1f} MiB idle, {r2 / 1024:.1f} MiB with {n2} "
                 f"connections: {per_conn:.0f} B per connection")
 
-    write_outputs(report, args, echo_servers, http_servers)
+    write_outputs(report, args, echo_servers, http_servers, kv_servers)
 
 
 TARGETS = [
@@ -642,8 +812,13 @@ TARGETS = [
      lambda c: c["depth"] == 1, 1.5),
     ("ringshard-http (1 shard) / nginx (1 worker), pipelined 16", "http-1", "nginx-1", "http",
      lambda c: c["depth"] > 1, 2.0),
+    ("ringshard-kv (1 shard) / redis-server, redis-benchmark -P 1", "kv-1", "redis", "kv",
+     lambda c: c["depth"] == 1, 1.3),
+    ("ringshard-kv (1 shard) / redis-server, redis-benchmark -P 16", "kv-1", "redis", "kv",
+     lambda c: c["depth"] > 1, 1.5),
     ("ringshard-echo 2 shards / 1 shard (load on the same 2 cores)", "echo-2", "echo-1", "echo", lambda c: True, None),
     ("ringshard-http 2 shards / 1 shard (load on the same 2 cores)", "http-2", "http-1", "http", lambda c: True, None),
+    ("ringshard-kv 2 shards / 1 shard (load on the same 2 cores)", "kv-2", "kv-1", "kv", lambda c: True, None),
 ]
 
 
@@ -658,7 +833,7 @@ def cell_ratios(report, kind, num, den, keep, key):
     return out
 
 
-def write_outputs(report, args, echo_servers, http_servers):
+def write_outputs(report, args, echo_servers, http_servers, kv_servers):
     stamp = report["date"].replace(" ", "-").replace(":", "")
     outdir = os.path.join(args.out, stamp.replace("-UTC", "") + ("-quick" if args.quick else ""))
     os.makedirs(outdir, exist_ok=True)
@@ -674,7 +849,7 @@ def write_outputs(report, args, echo_servers, http_servers):
     md.append("| what | ratio of requests/s per core | ratio of raw requests/s | target |")
     md.append("|---|---|---|---|")
     for what, num, den, kind, keep, target in TARGETS:
-        if not report[kind]:
+        if not report.get(kind):
             continue
         pc = cell_ratios(report, kind, num, den, keep, "per_core")
         raw = cell_ratios(report, kind, num, den, keep, "rps")
@@ -691,6 +866,12 @@ def write_outputs(report, args, echo_servers, http_servers):
         if co is not None:
             md.append(f"| RSS growth per idle connection, ringshard-echo-co | {co:.0f} B | | ≤ 2048 B "
                       + ("met" if co <= 2048 else "**missed**") + " |")
+    if report.get("kv_memory"):
+        mem = report["kv_memory"]
+        if "kv-1" in mem and "redis" in mem:
+            md.append(f"| memory per key, {mem['kv-1']['keys']:,} small keys: ringshard-kv (1 shard) / redis-server | "
+                      f"{mem['kv-1']['bytes_per_key']:.0f} B / {mem['redis']['bytes_per_key']:.0f} B = "
+                      f"{mem['kv-1']['bytes_per_key'] / mem['redis']['bytes_per_key']:.2f} | | report |")
     md.append("")
     if report["echo"]:
         md.append("## Echo (ringshard-load)\n")
@@ -729,6 +910,28 @@ def write_outputs(report, args, echo_servers, http_servers):
                            f"load {m['load_cores']:.2f}" if m else "")
             md.append(f"| {what} | " + " | ".join(row) + " |")
         md.append("")
+    if report.get("kv"):
+        md.append("## Redis protocol (redis-benchmark -c 50 -r 100000, 3-byte values)\n")
+        names = [s.name for s in kv_servers if any(s.name in c["median"] for c in report["kv"].values())]
+        labels = {s.name: s.label for s in kv_servers}
+        md.append("| load | " + " | ".join(labels[n] for n in names) + " |")
+        md.append("|---" * (len(names) + 1) + "|")
+        for c in report["kv"].values():
+            row = []
+            for n in names:
+                m = c["median"].get(n)
+                row.append(f"**{fmt_k(m['per_core'])}** per core; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
+                           f"load {m['load_cores']:.2f}, p99 {m['p99_us']:.0f} µs" if m else "")
+            md.append(f"| {c['test'].upper()} -P {c['depth']} | " + " | ".join(row) + " |")
+        md.append("")
+    if report.get("kv_memory"):
+        md.append("## Memory per key\n")
+        md.append("| server | keys | RSS before | RSS after | bytes per key |")
+        md.append("|---|---|---|---|---|")
+        for v in report["kv_memory"].values():
+            md.append(f"| {v['label']} | {v['keys']:,} | {v['rss_before_kib'] / 1024:.1f} MiB | "
+                      f"{v['rss_after_kib'] / 1024:.1f} MiB | {v['bytes_per_key']:.1f} |")
+        md.append("")
     if report["memory"]:
         md.append("## Memory: idle connections\n")
         md.append("| server | RSS before | RSS with connections | growth per connection |")
@@ -764,6 +967,14 @@ def write_outputs(report, args, echo_servers, http_servers):
         write_gnuplot(os.path.join(outdir, "http"), "HTTP: requests/s per server core", panels,
                       "requests/s per core", logx=False)
         charts.append("http")
+    if report.get("kv"):
+        cells = list(report["kv"].values())
+        xs = [f"{c['test']} -P{c['depth']}" for c in cells]
+        names = [s for s in kv_servers if all(s.name in c["median"] for c in cells)]
+        series = {s.label: [c["median"][s.name]["per_core"] for c in cells] for s in names}
+        write_gnuplot(os.path.join(outdir, "kv"), "Redis protocol: requests/s per server core",
+                      [("redis-benchmark -c 50", xs, series)], "requests/s per core", logx=False)
+        charts.append("kv")
     for c in charts:
         md.append(f"![{c}]({c}.svg)\n")
     md.append("Reproduce: `./perf/report.sh" + (" --quick" if args.quick else "") + "`\n")

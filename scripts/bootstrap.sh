@@ -18,6 +18,8 @@ packages=(
   node-llhttp             # HTTP/1.1 parser sources (/usr/share/llhttp)
   # load generators and comparison servers
   curl wrk apache2-utils nghttp2-client nginx-light
+  redis-server redis-tools  # ringshard-kv: compared with redis-server, driven by redis-cli/redis-benchmark
+  python3-redis           # ringshard-kv tests: the Python Redis client
   gnuplot-nox             # performance charts
   iproute2 procps file    # ss, ps/pgrep, file: used by scripts and tests
 )

@@ -6,8 +6,9 @@
 #     from the server's /stats counters), and stops the server with SIGINT,
 #     which must end it with exit status 0;
 #  2. runs the short version of the per-core throughput report
-#     (perf/report.sh --quick): ringshard's echo and HTTP servers side by side
-#     with the C baselines and nginx, interleaved rounds, printed as a table.
+#     (perf/report.sh --quick): ringshard's echo, HTTP and Redis-protocol
+#     servers side by side with the C baselines, nginx and redis-server,
+#     interleaved rounds, printed as a table.
 #   RINGSHARD_DEMO_CONNECTIONS (default 64), RINGSHARD_DEMO_DURATION (seconds, default 3),
 #   RINGSHARD_DEMO_SHARDS (default: one per CPU), RINGSHARD_DEMO_REPORT=0 skips step 2
 set -euo pipefail
@@ -37,7 +38,7 @@ trap cleanup EXIT
 
 build() {
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRINGSHARD_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$build_dir" --target ringshard-http ringshard-echo-plain ringshard-echo ringshard-load \
+  cmake --build "$build_dir" --target ringshard-http ringshard-echo-plain ringshard-echo ringshard-echo-co ringshard-kv ringshard-load \
     ringshard-liburing-echo ringshard-epoll-echo
 }
 
