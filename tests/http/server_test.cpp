@@ -268,8 +268,10 @@ TEST_CASE("http server: a client that never reads is cut off by the send timeout
   }
   CHECK_FALSE(slow_cut);
   MESSAGE("the slow reader got " << got << " bytes in 1.2 s");
-  // The stuck one was aborted: its queue dropped, the connection gone.
-  CHECK(s.live() == 1);
+  // The stuck one was aborted: its queue dropped, the connection gone (its
+  // stall counts from when the socket's buffers filled, which takes longer
+  // under a sanitizer on a busy machine).
+  CHECK(eventually([&] { return s.live() == 1; }, 3s));
   std::size_t drained = 0;
   bool reset = false;
   for (;;) {
@@ -382,7 +384,7 @@ TEST_CASE("http server: streamed 64 MiB bodies to clients that do not read stay 
 #endif
   // A client that reads gets the whole body.
   Reply r;
-  REQUIRE(read_reply(clients[0].get(), r, 10s));
+  REQUIRE(read_reply(clients[0].get(), r, test::under_sanitizer() ? 40s : 10s));
   CHECK(r.body.size() == n);
   CHECK(r.body.find_first_not_of('s') == std::string::npos);
   clients.clear();
