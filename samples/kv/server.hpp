@@ -19,9 +19,13 @@
 // pauses until replies leave), and parsing stops and reading pauses while
 // more than the connection's high watermark is unsent or waits in reply
 // slots (it resumes once that drains), so a client that pipelines and never
-// reads holds a bounded amount of memory. A malformed request is answered with `-ERR Protocol
-// error: ...` after the replies owed before it, and the connection is closed
-// (lingering, so the error is read before the close).
+// reads holds a bounded amount of memory. A malformed request is answered
+// with `-ERR Protocol error: ...` after the replies owed before it, and the
+// connection is closed (lingering, so the error is read before the close).
+//
+// Up to kWindow pipelined requests are parsed before any of them runs, and
+// the table slots, then the items, of their keys are prefetched: the lookups
+// of a batch then wait for their cache misses together.
 #pragma once
 
 #include <chrono>
