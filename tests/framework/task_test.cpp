@@ -19,6 +19,7 @@
 using namespace ringshard;
 using namespace std::chrono_literals;
 using test::eventually;
+using test::on_shard;
 using test::opts;
 
 namespace {
@@ -46,16 +47,6 @@ struct Witness {
   ~Witness() { destroyed->fetch_add(1); }
 };
 
-/// Runs `f` on shard `i` and waits for it.
-template <class F>
-void on_shard(Runtime& rt, unsigned i, F f) {
-  std::atomic<bool> done{false};
-  rt.post(i, [&] {
-    f();
-    done = true;
-  });
-  REQUIRE(eventually([&] { return done.load(); }, std::chrono::seconds(10)));
-}
 
 struct Pipe {
   int fds[2] = {-1, -1};

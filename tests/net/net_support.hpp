@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "ringshard/net/listener.hpp"
 #include "runtime_support.hpp"
@@ -39,6 +40,16 @@ inline std::string read_exactly(int fd, std::size_t n, std::chrono::milliseconds
     out.append(buf, static_cast<std::size_t>(r));
   }
   return out;
+}
+
+// Writes all of `s` (blocking); false when the peer is gone.
+inline bool write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t w = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    s.remove_prefix(static_cast<std::size_t>(w));
+  }
+  return true;
 }
 
 // True when the peer closed: read returns 0 (or a reset) within the limit.

@@ -22,20 +22,13 @@ using test::eventually;
 using test::Fd;
 using test::opts;
 using test::read_exactly;
+using test::write_all;
 using test::sees_close;
 
 namespace {
 
 std::string_view text(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
-bool write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    const ssize_t w = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
-    if (w <= 0) return false;
-    s.remove_prefix(static_cast<std::size_t>(w));
-  }
-  return true;
-}
 
 // ---- a line protocol: "get K" answered by the store on shard 1, "echo X"
 // answered at once, "boom" throws, "slow K" is answered after a timer ------

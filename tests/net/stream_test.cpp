@@ -21,20 +21,14 @@ using namespace std::chrono_literals;
 using test::connect_to;
 using test::eventually;
 using test::Fd;
+using test::on_shard;
 using test::opts;
 using test::read_exactly;
+using test::write_all;
 using test::sees_close;
 
 namespace {
 
-bool write_all(int fd, std::string_view s) {
-  while (!s.empty()) {
-    const ssize_t w = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
-    if (w <= 0) return false;
-    s.remove_prefix(static_cast<std::size_t>(w));
-  }
-  return true;
-}
 
 void reset(Fd& fd) {
   const linger l{1, 0};
@@ -77,16 +71,6 @@ struct Server {
   }
 };
 
-/// Runs `f` on shard `i` and waits for it.
-template <class F>
-void on_shard(Runtime& rt, unsigned i, F f) {
-  std::atomic<bool> done{false};
-  rt.post(i, [&] {
-    f();
-    done = true;
-  });
-  REQUIRE(eventually([&] { return done.load(); }, std::chrono::seconds(10)));
-}
 
 // A framed protocol: a 4-digit length, that many bytes, a CRLF line of at
 // most 16 bytes, then 3 bytes read with read_some; answered with the parts.
