@@ -1,4 +1,5 @@
 #include "ringshard/framework/task.hpp"
+#include "ringshard/framework/when_all.hpp"
 
 #include <cstdlib>
 #include <new>
@@ -371,5 +372,84 @@ void SleepAwait::resume_cancelled() noexcept {
   result_ = std::make_error_code(std::errc::operation_canceled);
   h_.resume();
 }
+
+// ---- when_all --------------------------------------------------------------
+
+namespace detail {
+
+bool Gather::suspend(std::coroutine_handle<> h, TaskRoot* root) noexcept {
+  h_ = h;
+  root_ = root;
+  if (root_ != nullptr) {
+    const TaskRoot::Admit admit = root_->suspend_in(*this);
+    if (admit == TaskRoot::Admit::cancelled) return false;  // nothing started: no values
+    if (admit == TaskRoot::Admit::parked) return true;
+  }
+  remaining_ = children_.size();
+  // A child may end while starting: remaining_ cannot reach 0 before the
+  // last one started, and armed_ is off meanwhile.
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    handles_[i] = spawn(std::move(children_[i]), &Gather::child_ended, this);
+  }
+  if (remaining_ == 0) {
+    if (root_ != nullptr) root_->resumed();
+    return false;
+  }
+  armed_ = true;
+  return true;
+}
+
+void Gather::child_ended(void* self, std::exception_ptr /*error: kept by the child*/) noexcept {
+  auto* g = static_cast<Gather*>(self);
+  if (--g->remaining_ != 0 || !g->armed_) return;
+  g->armed_ = false;
+  if (g->cancelling_) {
+    g->cancelling_ = false;
+    if (!g->root_->settled()) return;  // the awaiting task stopped: its frames are gone
+  }
+  g->resume_later();
+}
+
+void Gather::resume_later() noexcept {
+  Shard* shard = Shard::current();
+  if (shard == nullptr || root_ == nullptr) {
+    if (root_ != nullptr) root_->resumed();
+    h_.resume();
+    return;
+  }
+  // From the run queue, not from inside the last child's end; only this
+  // suspension (a cancel or stop meanwhile resumed or destroyed it).
+  shard->post([root = root_, gen = root_->generation(), n = root_->suspensions(), this] {
+    if (root->generation() != gen || root->suspensions() != n || root->pending() != this) return;
+    root->resumed();
+    h_.resume();
+  });
+}
+
+bool Gather::cancel() noexcept {
+  const bool stop = root_ != nullptr && root_->stopping();
+  armed_ = false;  // children that end right now do not resume anything
+  for (TaskHandle& child : handles_) {
+    if (stop) child.stop();
+    else child.cancel();
+  }
+  if (remaining_ == 0) return true;
+  armed_ = true;
+  cancelling_ = true;
+  return false;
+}
+
+Gather::~Gather() {
+  // The awaiting frame goes while children still run (a thread's last
+  // roots destroyed in any order): they must not report here any more.
+  for (TaskHandle& child : handles_) {
+    if (TaskRoot* r = child.root()) {
+      r->on_end(nullptr, nullptr);
+      r->stop();
+    }
+  }
+}
+
+}  // namespace detail
 
 }  // namespace ringshard

@@ -312,6 +312,23 @@ void spawn(Shard& shard, Task<> task);
 
 // ---- leaf awaits -----------------------------------------------------------
 
+/// The calling shard's reactor (or the one a ReactorScope set on this
+/// thread); throws std::logic_error on any other thread.
+Reactor& current_reactor();
+
+/// Lets coroutines on this thread use `reactor` while it is driven by hand
+/// (tools, benchmarks): io() and sleep_for() go to it outside a shard.
+class ReactorScope {
+ public:
+  explicit ReactorScope(Reactor& reactor) noexcept;
+  ~ReactorScope();
+  ReactorScope(const ReactorScope&) = delete;
+  ReactorScope& operator=(const ReactorScope&) = delete;
+
+ private:
+  Reactor* previous_;
+};
+
 /// co_await io(prep): one operation through the shard's ring; prep fills the
 /// SQE. Resumes with the CQE's res (a negative errno on failure, -ECANCELED
 /// when cancelled). Memory the SQE points at must stay valid until the
@@ -334,7 +351,7 @@ class IoAwait final : public Completion, public Suspension {
       if (admit == TaskRoot::Admit::parked) return true;
     }
     h_ = h;
-    reactor_ = &current_reactor();
+    reactor_ = &::ringshard::current_reactor();
     reactor_->submit(*this, [this](io_uring_sqe* sqe) { prep_(sqe); });
     return true;
   }
@@ -356,22 +373,6 @@ class IoAwait final : public Completion, public Suspension {
   void resume_cancelled() noexcept override {}
 
  private:
-  static /// The calling shard's reactor (or the one a ReactorScope set on this
-/// thread); throws std::logic_error on any other thread.
-Reactor& current_reactor();
-
-/// Lets coroutines on this thread use `reactor` while it is driven by hand
-/// (tools, benchmarks): io() and sleep_for() go to it outside a shard.
-class ReactorScope {
- public:
-  explicit ReactorScope(Reactor& reactor) noexcept;
-  ~ReactorScope();
-  ReactorScope(const ReactorScope&) = delete;
-  ReactorScope& operator=(const ReactorScope&) = delete;
-
- private:
-  Reactor* previous_;
-};
   Prep prep_;
   std::coroutine_handle<> h_{};
   TaskRoot* root_ = nullptr;
@@ -379,28 +380,6 @@ class ReactorScope {
   int res_ = 0;
   bool cancelling_ = false;
 };
-
-/// The calling shard's reactor (or the one a ReactorScope set on this
-/// thread); throws std::logic_error on any other thread.
-Reactor& current_reactor();
-
-/// Lets coroutines on this thread use `reactor` while it is driven by hand
-/// (tools, benchmarks): io() and sleep_for() go to it outside a shard.
-class ReactorScope {
- public:
-  explicit ReactorScope(Reactor& reactor) noexcept;
-  ~ReactorScope();
-  ReactorScope(const ReactorScope&) = delete;
-  ReactorScope& operator=(const ReactorScope&) = delete;
-
- private:
-  Reactor* previous_;
-};
-
-template <class Prep>
-Reactor& IoAwait<Prep>::current_reactor() {
-  return ::ringshard::current_reactor();
-}
 
 template <class Prep>
 IoAwait<std::decay_t<Prep>> io(Prep&& prep) {
