@@ -258,7 +258,7 @@ Clock::time_point Shard::stop_deadline() const noexcept {
 
 void Shard::turn() {
   ++stats_.loop_turns;
-  if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) {
+  if (!stopping_ && stop_requested_.load(std::memory_order_acquire) && stop_may_begin()) {
     // Work posted before stop() was called is delivered before anything
     // stops, as long as the stop's deadline allows: stop_timeout bounds the
     // whole stop, the tasks queued included (both task loops stop at the
@@ -282,6 +282,102 @@ void Shard::turn() {
   if (block) sleeping_.store(false, std::memory_order_relaxed);
 }
 
+// ---- the drain ---------------------------------------------------------------
+//
+// From the stop request the shard runs on as usual while any shard holds the
+// stop (the runtime counts the shards that have not begun their drain and the
+// draining shards with holds), until the drain deadline; then on_drain_end,
+// then the shard's own holds until the stop deadline, then the stop.
+
+bool Shard::stop_may_begin() {
+  if (!drain_started_) start_drain();
+  if (!drain_ended_ && drain_done()) end_drain();
+  return drain_ended_ &&
+         (stop_holds_ == 0 || past_stop_deadline() || runtime_->hurry_.load(std::memory_order_relaxed));
+}
+
+Clock::time_point Shard::drain_deadline() const noexcept {
+  return stop_deadline() - runtime_->options_.stop_timeout / 4;
+}
+
+bool Shard::drain_done() const noexcept {
+  if (runtime_->hurry_.load(std::memory_order_relaxed) || Clock::now() >= drain_deadline()) return true;
+  return runtime_->drain_pending_.load(std::memory_order_acquire) == 0 &&
+         runtime_->held_shards_.load(std::memory_order_acquire) == 0;
+}
+
+void Shard::start_drain() {
+  drain_started_ = true;
+  for (auto& slot : extensions_) {
+    if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
+      try {
+        ext->on_stop_requested();
+      } catch (...) {
+        log_current_exception("on_stop_requested");
+      }
+    }
+  }
+  // Holds counted before this shard counts as begun: another shard sees
+  // either this one pending or its holds.
+  if (stop_holds_ > 0 && !in_held_) {
+    in_held_ = true;
+    runtime_->held_shards_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  if (!drain_counted_) {
+    drain_counted_ = true;
+    runtime_->drain_pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  drain_tick_.shard = this;
+  reactor_->schedule(drain_tick_, std::chrono::milliseconds(5));
+}
+
+void Shard::end_drain() {
+  drain_ended_ = true;
+  if (in_held_) {
+    in_held_ = false;
+    runtime_->held_shards_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  for (auto& slot : extensions_) {
+    if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
+      try {
+        ext->on_drain_end();
+      } catch (...) {
+        log_current_exception("on_drain_end");
+      }
+    }
+  }
+}
+
+void Shard::leave_drain() noexcept {
+  if (!drain_counted_) {
+    drain_counted_ = true;
+    runtime_->drain_pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  if (in_held_) {
+    in_held_ = false;
+    runtime_->held_shards_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void Shard::DrainTick::fire() {
+  // The turn after this one looks at the drain again; tick until the stop.
+  if (!shard->stopping_) shard->reactor().schedule(*this, std::chrono::milliseconds(5));
+}
+
+void Shard::hold_stop() noexcept {
+  if (stop_holds_++ == 0 && drain_started_ && !drain_ended_ && !in_held_) {
+    in_held_ = true;
+    runtime_->held_shards_.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void Shard::release_stop() noexcept {
+  if (--stop_holds_ == 0 && in_held_) {
+    in_held_ = false;
+    runtime_->held_shards_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
 void Shard::request_stop() {
   stop_requested_.store(true, std::memory_order_release);
   write_eventfd(wake_fd_);
@@ -289,6 +385,8 @@ void Shard::request_stop() {
 
 void Shard::begin_stop() {
   stopping_ = true;
+  leave_drain();
+  reactor_->cancel(drain_tick_);
   RINGSHARD_LOG_DEBUG("stopping: {} operations in flight", reactor_->in_flight());
   for (auto& slot : extensions_) {
     if (ShardExtension* ext = slot.load(std::memory_order_acquire)) ext->on_shard_stop();
@@ -325,6 +423,7 @@ void Shard::thread_main() {
   } catch (const std::exception& e) {
     RINGSHARD_LOG_ERROR("shard failed to start: {}", e.what());
     rt.failed_.store(true);
+    leave_drain();
     rt.ready_.fetch_add(1);
     rt.ready_.notify_all();
     rt.shard_exited();
@@ -404,6 +503,8 @@ void Shard::thread_main() {
   }
   reactor_->cancel(stop_deadline_);
   reactor_->cancel(cancel_sweep_);
+  reactor_->cancel(drain_tick_);
+  leave_drain();
   // Coroutines still there (one whose I/O never completed, or started by a
   // task that ran in the last collection) go now; the ring is not driven
   // any more.
@@ -545,6 +646,7 @@ void Runtime::hurry() noexcept {
 void Runtime::start() {
   if (started_) return;
   started_ = true;
+  drain_pending_.store(static_cast<unsigned>(shards_.size()), std::memory_order_relaxed);
   {
     // Shard threads inherit a mask with SIGINT/SIGTERM blocked, so the signals
     // reach run() (signalfd) instead of killing a shard.

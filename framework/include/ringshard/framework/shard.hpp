@@ -38,6 +38,14 @@ class Runtime;
 class ShardExtension {
  public:
   virtual ~ShardExtension() = default;
+  /// A stop was asked for: the drain begins (see RuntimeOptions::stop_timeout).
+  /// Stop taking new work, and hold the stop (Shard::hold_stop) for work
+  /// already taken that finishes soon (a response owed).
+  virtual void on_stop_requested() {}
+  /// The drain is over: every shard released its holds, or the drain's time
+  /// is up. Finish what is still owed at once (an HTTP server answers 503);
+  /// holds still keep this shard running, until the stop deadline.
+  virtual void on_drain_end() {}
   /// The shard is stopping: release what you hold (actors run on_stop here).
   virtual void on_shard_stop() {}
 };
@@ -73,6 +81,16 @@ class Shard {
   /// asked for plus RuntimeOptions::stop_timeout). Work still to be done
   /// after it (a request whose handler has not run yet) should be dropped.
   [[nodiscard]] Clock::time_point stop_deadline() const noexcept;
+  /// Holds the runtime's stop in its drain phase (see
+  /// RuntimeOptions::stop_timeout): the shards keep running, all of them,
+  /// while any holds it. From this shard's thread; each hold_stop() is
+  /// matched by one release_stop(). Cheap (a counter) outside a stop.
+  void hold_stop() noexcept;
+  void release_stop() noexcept;
+  /// True from the stop request until the drain is over (the shard serves on).
+  [[nodiscard]] bool draining() const noexcept { return drain_started_ && !drain_ended_; }
+  /// Once stop_requested(): when the drain ends at the latest.
+  [[nodiscard]] Clock::time_point drain_deadline() const noexcept;
   [[nodiscard]] const ShardStats& stats() const noexcept { return stats_; }
   /// One line of state for diagnostics (racy when read from another thread).
   [[nodiscard]] std::string describe() const;
@@ -130,6 +148,11 @@ class Shard {
   unsigned run_local(std::size_t budget);
   void begin_stop();
   void request_stop();
+  bool stop_may_begin();  // the drain, then this shard's holds, are over
+  void start_drain();
+  void end_drain();
+  [[nodiscard]] bool drain_done() const noexcept;
+  void leave_drain() noexcept;  // this shard no longer counts in the runtime's drain
   [[nodiscard]] bool past_stop_deadline() const noexcept;
   // A stop was asked for, has not begun, and its deadline passed: the task
   // loops set the work left aside instead of running it.
@@ -141,6 +164,11 @@ class Shard {
   struct StopDeadline final : Timer {
     void fire() override { expired = true; }
     bool expired = false;
+  };
+  // While draining, wakes the shard to look at the other shards' holds.
+  struct DrainTick final : Timer {
+    void fire() override;
+    Shard* shard = nullptr;
   };
   // While stopping, cancels again what was submitted after the first sweep.
   struct CancelSweep final : Timer {
@@ -165,6 +193,12 @@ class Shard {
   std::unique_ptr<WakeWatch> wake_watch_;
   StopDeadline stop_deadline_;
   CancelSweep cancel_sweep_;
+  DrainTick drain_tick_;
+  std::size_t stop_holds_ = 0;
+  bool drain_started_ = false;
+  bool drain_ended_ = false;
+  bool drain_counted_ = false;  // counted out of Runtime::drain_pending_
+  bool in_held_ = false;        // counted in Runtime::held_shards_
   bool use_msg_ring_ = false;
   bool busy_poll_ = false;
   bool stopping_ = false;
@@ -184,9 +218,14 @@ struct RuntimeOptions {
   /// Pin shard i to the i-th allowed CPU.
   bool pin = true;
   ReactorOptions reactor{};
-  /// How long a stop may take, counted from the moment it is asked for:
-  /// the work queued then, and the operations still in flight, get until
-  /// then; what is left is cancelled.
+  /// How long a stop may take, counted from the moment it is asked for.
+  /// A stop first drains: every shard keeps running as usual while work
+  /// already taken holds the stop (Shard::hold_stop: an HTTP response owed)
+  /// on any shard, so answers that need another shard still come, for at
+  /// most three quarters of stop_timeout. Then extensions finish what is
+  /// still owed (on_drain_end: HTTP answers 503), the work queued runs, and
+  /// the shards stop; the operations still in flight get until the
+  /// deadline, then what is left is cancelled.
   std::chrono::milliseconds stop_timeout{2000};
   /// Wake sleeping shards through their eventfd even when the kernel has
   /// IORING_OP_MSG_RING (the fallback path; for tests and comparisons).
@@ -268,6 +307,8 @@ class Runtime {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> hurry_{false};     // a signal came during the stop: do not wait for I/O
   std::atomic<Clock::rep> stop_deadline_{0};  // set by the first stop(): when the stop gives up
+  std::atomic<unsigned> drain_pending_{0};  // shards that have not begun their drain yet
+  std::atomic<unsigned> held_shards_{0};    // draining shards with holds
   std::atomic<unsigned> exited_{0};    // shards whose thread_main has returned
   mutable std::mutex failure_mutex_;
   std::exception_ptr failure_;
