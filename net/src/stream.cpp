@@ -111,6 +111,8 @@ class StreamConnection final : public Connection<StreamConnection>, private Time
   void flow() noexcept;
   std::size_t copy_out(std::span<std::byte> out) noexcept;
   std::span<const std::byte> assemble(std::size_t n);
+  [[nodiscard]] std::size_t find_held(std::string_view delim, std::size_t from, std::size_t limit) const noexcept;
+  [[nodiscard]] bool held_matches(std::size_t chunk, std::size_t at, std::string_view delim) const noexcept;
   [[nodiscard]] std::error_code end_error() const noexcept;
 
   std::shared_ptr<const StreamHandler> handler_;
@@ -284,6 +286,46 @@ std::span<const std::byte> StreamConnection::assemble(std::size_t n) {
   return std::as_bytes(std::span(scratch_.data(), got));
 }
 
+// The offset of `delim` in the held bytes (counted from the first unread
+// one), starting at `from`, ending within the first `limit` bytes; npos if
+// it is not there.
+std::size_t StreamConnection::find_held(std::string_view delim, std::size_t from, std::size_t limit) const noexcept {
+  if (delim.empty()) return from <= limit ? from : std::string::npos;
+  std::size_t base = 0;  // offset of this chunk's first unread byte
+  for (std::size_t ci = 0; ci < chunks_.size() && base < limit; ++ci) {
+    const auto rest = chunks_[ci].rest();
+    const char* p = reinterpret_cast<const char*>(rest.data());
+    const std::size_t n = rest.size();
+    if (base + n <= from) {
+      base += n;
+      continue;
+    }
+    std::size_t i = from > base ? from - base : 0;
+    while (i < n) {
+      const void* hit = std::memchr(p + i, delim[0], n - i);
+      if (hit == nullptr) break;
+      i = static_cast<std::size_t>(static_cast<const char*>(hit) - p);
+      if (base + i + delim.size() > limit) return std::string::npos;
+      if (held_matches(ci, i, delim)) return base + i;
+      ++i;
+    }
+    base += n;
+  }
+  return std::string::npos;
+}
+
+bool StreamConnection::held_matches(std::size_t chunk, std::size_t at, std::string_view delim) const noexcept {
+  std::size_t k = 0;
+  for (std::size_t ci = chunk; ci < chunks_.size() && k < delim.size(); ++ci, at = 0) {
+    const auto rest = chunks_[ci].rest();
+    const char* p = reinterpret_cast<const char*>(rest.data());
+    for (std::size_t i = at; i < rest.size() && k < delim.size(); ++i, ++k) {
+      if (p[i] != delim[k]) return false;
+    }
+  }
+  return k == delim.size();
+}
+
 bool StreamConnection::fill(ReadAwait& r) {
   const bool ended = peer_eof_ || closed_;
   switch (r.kind_) {
@@ -321,28 +363,10 @@ bool StreamConnection::fill(ReadAwait& r) {
       if (held_ == 0) break;
       // Search the held bytes (at most max + the delimiter of them).
       const std::size_t limit = std::min(held_, r.n_ + r.delim_.size());
-      std::size_t found = std::string::npos;
-      const Chunk* first = nullptr;
-      for (const Chunk& c : chunks_) {
-        if (c.off < c.buf.size()) {
-          first = &c;
-          break;
-        }
-      }
-      const auto in_first = first->rest();
-      const std::string_view one(reinterpret_cast<const char*>(in_first.data()), std::min(in_first.size(), limit));
-      found = one.find(r.delim_);
-      if (found == std::string::npos && in_first.size() < limit) {
-        // Across chunks: look in a copy (bounded by the maximum), not consuming.
-        std::string joined;
-        joined.reserve(limit);
-        for (const Chunk& c : chunks_) {
-          const auto rest = c.rest();
-          joined.append(reinterpret_cast<const char*>(rest.data()), std::min(rest.size(), limit - joined.size()));
-          if (joined.size() == limit) break;
-        }
-        found = joined.find(r.delim_);
-      }
+      // Only the bytes that came since the last look (a delimiter may begin
+      // in its last delim - 1 bytes), across chunks without a copy.
+      const std::size_t found = find_held(r.delim_, r.searched_, limit);
+      if (found == std::string::npos) r.searched_ = held_ >= r.delim_.size() ? held_ - r.delim_.size() + 1 : 0;
       if (found != std::string::npos) {
         r.bytes_ = assemble(found + r.delim_.size());
         return true;

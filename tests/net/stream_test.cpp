@@ -101,7 +101,43 @@ Task<> framed(Stream s) {
   }
 }
 
+// Heads ended by a blank line: a 4-byte delimiter.
+Task<> heads(Stream s) {
+  for (;;) {
+    auto head = co_await s.read_until("\r\n\r\n", 24);
+    if (head.error == StreamErrc::too_long) {
+      co_await s.write("too long\n");
+      co_return;
+    }
+    if (!head) co_return;
+    if (co_await s.write("[" + std::string(head.text()) + "]")) co_return;
+  }
+}
+
 }  // namespace
+
+TEST_CASE("stream: read_until finds a delimiter whose false starts and bytes are spread over chunks") {
+  Server srv(heads);
+  Fd c = connect_to(srv.listener.address());
+  // The pieces arrive as chunks of their own: "\r\n\r" then "X" is a false
+  // start; the delimiter comes over three chunks.
+  for (const char* piece : {"GET\r\n\r", "X", "\r\n", "\r", "\nA\r\n", "\r\n"}) {
+    REQUIRE(write_all(c.get(), piece));
+    std::this_thread::sleep_for(2ms);
+  }
+  const std::string want = "[GET\r\n\rX\r\n\r\n][A\r\n\r\n]";
+  CHECK(read_exactly(c.get(), want.size()) == want);
+  // 24 bytes before the delimiter is the most: 25 is too long, whatever the chunks.
+  REQUIRE(write_all(c.get(), std::string(20, 'a')));
+  std::this_thread::sleep_for(2ms);
+  REQUIRE(write_all(c.get(), std::string(4, 'a') + "\r\n\r"));
+  std::this_thread::sleep_for(2ms);
+  REQUIRE(write_all(c.get(), "\n"));
+  const std::string ok = "[" + std::string(24, 'a') + "\r\n\r\n]";
+  CHECK(read_exactly(c.get(), ok.size()) == ok);
+  REQUIRE(write_all(c.get(), std::string(25, 'b') + "\r\n\r\n"));
+  CHECK(read_exactly(c.get(), 9) == "too long\n");
+}
 
 TEST_CASE("stream: read_exactly, read_until and read_some frame input sent in one piece or a byte at a time") {
   Server srv(framed);

@@ -150,6 +150,7 @@ class ReadAwait final : public detail::StreamAwait {
   Kind kind_;
   std::size_t n_ = 0;          // exactly: the count; until: the maximum
   std::string_view delim_{};   // until
+  std::size_t searched_ = 0;   // until: held bytes already searched (no delimiter begins before)
   std::span<std::byte> out_{}; // some
   std::span<const std::byte> bytes_{};
 };
