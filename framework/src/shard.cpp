@@ -289,6 +289,18 @@ void Shard::turn() {
 // draining shards with holds), until the drain deadline; then on_drain_end,
 // then the shard's own holds until the stop deadline, then the stop.
 
+void Shard::notify_extensions(void (ShardExtension::*hook)(), const char* what) noexcept {
+  for (auto& slot : extensions_) {
+    if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
+      try {
+        (ext->*hook)();
+      } catch (...) {
+        log_current_exception(what);
+      }
+    }
+  }
+}
+
 bool Shard::stop_may_begin() {
   if (!drain_started_) start_drain();
   if (!drain_ended_ && drain_done()) end_drain();
@@ -308,15 +320,7 @@ bool Shard::drain_done() const noexcept {
 
 void Shard::start_drain() {
   drain_started_ = true;
-  for (auto& slot : extensions_) {
-    if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
-      try {
-        ext->on_stop_requested();
-      } catch (...) {
-        log_current_exception("on_stop_requested");
-      }
-    }
-  }
+  notify_extensions(&ShardExtension::on_stop_requested, "on_stop_requested");
   // Holds counted before this shard counts as begun: another shard sees
   // either this one pending or its holds.
   if (stop_holds_ > 0 && !in_held_) {
@@ -337,15 +341,7 @@ void Shard::end_drain() {
     in_held_ = false;
     runtime_->held_shards_.fetch_sub(1, std::memory_order_acq_rel);
   }
-  for (auto& slot : extensions_) {
-    if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
-      try {
-        ext->on_drain_end();
-      } catch (...) {
-        log_current_exception("on_drain_end");
-      }
-    }
-  }
+  notify_extensions(&ShardExtension::on_drain_end, "on_drain_end");
 }
 
 void Shard::leave_drain() noexcept {
@@ -464,15 +460,7 @@ void Shard::thread_main() {
     // on_shard_stop (actors' on_stop), then the shard ends.
     if (!stopping_) {
       stopping_ = true;
-      for (auto& slot : extensions_) {
-        if (ShardExtension* ext = slot.load(std::memory_order_acquire)) {
-          try {
-            ext->on_shard_stop();
-          } catch (...) {
-            log_current_exception("on_shard_stop");
-          }
-        }
-      }
+      notify_extensions(&ShardExtension::on_shard_stop, "on_shard_stop");
       stop_all_tasks();
     }
   }

@@ -17,6 +17,7 @@
 #include "ringshard/framework/submit_to.hpp"
 #include "ringshard/framework/task.hpp"
 #include "ringshard/framework/when_all.hpp"
+#include "framework/task_support.hpp"
 #include "runtime_support.hpp"
 #include "support.hpp"
 
@@ -25,22 +26,10 @@ using namespace std::chrono_literals;
 using test::eventually;
 using test::on_shard;
 using test::opts;
+using test::Pipe;
+using test::Witness;
 
 namespace {
-
-struct Witness {
-  std::atomic<int>* destroyed;
-  ~Witness() { destroyed->fetch_add(1); }
-};
-
-struct Pipe {
-  int fds[2] = {-1, -1};
-  Pipe() { REQUIRE(::pipe(fds) == 0); }
-  ~Pipe() {
-    ::close(fds[0]);
-    ::close(fds[1]);
-  }
-};
 
 struct Probe {
   std::atomic<int> stage{0};

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "ringshard/framework/task.hpp"
+#include "framework/task_support.hpp"
 #include "runtime_support.hpp"
 #include "support.hpp"
 
@@ -21,6 +22,8 @@ using namespace std::chrono_literals;
 using test::eventually;
 using test::on_shard;
 using test::opts;
+using test::Pipe;
+using test::Witness;
 
 namespace {
 
@@ -40,22 +43,6 @@ Task<int> throws_after_a_sleep() {
   co_await sleep_for(1ms);
   throw std::runtime_error("from a task");
 }
-
-/// Sets a flag when destroyed: shows that a frame's locals were destroyed.
-struct Witness {
-  std::atomic<int>* destroyed;
-  ~Witness() { destroyed->fetch_add(1); }
-};
-
-
-struct Pipe {
-  int fds[2] = {-1, -1};
-  Pipe() { REQUIRE(::pipe(fds) == 0); }
-  ~Pipe() {
-    ::close(fds[0]);
-    ::close(fds[1]);
-  }
-};
 
 }  // namespace
 

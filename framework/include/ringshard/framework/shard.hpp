@@ -148,6 +148,8 @@ class Shard {
   unsigned run_local(std::size_t budget);
   void begin_stop();
   void request_stop();
+  // Calls `hook` on every extension; an exception is logged as `what`.
+  void notify_extensions(void (ShardExtension::*hook)(), const char* what) noexcept;
   bool stop_may_begin();  // the drain, then this shard's holds, are over
   void start_drain();
   void end_drain();
