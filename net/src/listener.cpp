@@ -52,13 +52,27 @@ struct Shared {
 };
 
 // Keeps a multishot accept armed on one listening socket. Lives until its
-// last CQE after the listener actor let go of it.
-class Acceptor final : public MultishotCompletion, Timer {
+// last CQE after the listener actor let go of it. When a stop is asked for,
+// it stops accepting at once: the socket stops listening (connects are
+// refused, the backlog not accepted yet is reset) while the shards drain.
+class Acceptor final : public MultishotCompletion, Timer, Drainable {
  public:
   Acceptor(int fd, std::shared_ptr<const Shared> shared, Shard& shard)
       : fd_(fd), shared_(std::move(shared)), shard_(&shard) {}
 
-  void start() { shard_->reactor().arm(*this); }
+  void start() {
+    enlist(NetShard::of(*shard_));
+    shard_->reactor().arm(*this);
+  }
+
+  void on_stop_requested() override {
+    if (detached_ || draining_) return;
+    draining_ = true;
+    MultishotCompletion::stop();
+    shard_->reactor().cancel(static_cast<Timer&>(*this));
+    if (armed()) shard_->reactor().cancel(static_cast<Completion&>(*this));
+    ::shutdown(fd_, SHUT_RDWR);  // a listening socket: it stops listening
+  }
 
   void detach() {
     detached_ = true;
@@ -78,7 +92,11 @@ class Acceptor final : public MultishotCompletion, Timer {
   void on_cqe(const io_uring_cqe& cqe) override {
     if (cqe.res >= 0) {
       warned_ = false;
-      dispatch(cqe.res);
+      if (draining_) {
+        ::close(cqe.res);  // accepted as the stop began: not taken any more
+      } else {
+        dispatch(cqe.res);
+      }
     } else if (cqe.res == -EMFILE || cqe.res == -ENFILE) {
       // Out of fds: no busy loop. Stop re-arming, wait, then try again.
       if (!warned_) {
@@ -87,7 +105,7 @@ class Acceptor final : public MultishotCompletion, Timer {
                            shared_->emfile_pause.count());
         warned_ = true;
       }
-      if (!detached_ && !paused_) {
+      if (!detached_ && !draining_ && !paused_) {
         paused_ = true;
         MultishotCompletion::stop();
         shard_->reactor().schedule(static_cast<Timer&>(*this), shared_->emfile_pause);
@@ -100,7 +118,7 @@ class Acceptor final : public MultishotCompletion, Timer {
 
   void fire() override {
     paused_ = false;
-    if (!detached_ && !armed()) shard_->reactor().arm(*this);
+    if (!detached_ && !draining_ && !armed()) shard_->reactor().arm(*this);
   }
 
  private:
@@ -149,6 +167,7 @@ class Acceptor final : public MultishotCompletion, Timer {
   bool warned_ = false;
   bool paused_ = false;
   bool detached_ = false;
+  bool draining_ = false;
 };
 
 class ListenerActor final : public actors::Actor<ListenerActor> {

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "ringshard/framework/log.hpp"
 #include "socket.hpp"
 
 namespace ringshard::net {
@@ -28,7 +29,52 @@ NetShard& NetShard::of(Shard& shard) {
 
 NetShard::NetShard(Shard& shard) : shard_(&shard), state_(std::make_unique<detail::NetShardState>()) {}
 
-NetShard::~NetShard() = default;
+NetShard::~NetShard() {
+  // Whatever is still enlisted outlives the list: it no longer belongs to one.
+  while (drainables_ != nullptr) drainables_->delist();
+}
+
+void Drainable::link(Drainable** list) noexcept {
+  list_ = list;
+  prev_ = nullptr;
+  next_ = *list;
+  if (next_ != nullptr) next_->prev_ = this;
+  *list = this;
+}
+
+void Drainable::enlist(NetShard& net) noexcept {
+  delist();
+  link(&net.drainables_);
+}
+
+void Drainable::delist() noexcept {
+  if (list_ == nullptr) return;
+  if (prev_ != nullptr) prev_->next_ = next_;
+  else *list_ = next_;
+  if (next_ != nullptr) next_->prev_ = prev_;
+  prev_ = next_ = nullptr;
+  list_ = nullptr;
+}
+
+// A hook may close its object, or others on the list: each is moved back to
+// the list before its hook runs, from a list of those still to go.
+void NetShard::each_drainable(void (Drainable::*hook)()) {
+  Drainable* pending = std::exchange(drainables_, nullptr);
+  for (Drainable* d = pending; d != nullptr; d = d->next_) d->list_ = &pending;
+  while (pending != nullptr) {
+    Drainable* d = pending;
+    d->delist();
+    d->link(&drainables_);
+    try {
+      (d->*hook)();
+    } catch (...) {
+      log_current_exception("a drain hook");
+    }
+  }
+}
+
+void NetShard::on_stop_requested() { each_drainable(&Drainable::on_stop_requested); }
+void NetShard::on_drain_end() { each_drainable(&Drainable::on_drain_end); }
 
 void NetShard::set_receive_buffers(const ReceiveBuffers& buffers) {
   if (buffers.count == 0 || buffers.count > 32768 || (buffers.count & (buffers.count - 1)) != 0) {

@@ -26,6 +26,35 @@ struct ReceiveBuffers {
 namespace detail {
 struct NetShardState;
 }
+class NetShard;
+
+/// Something on a shard that takes part in a graceful stop (see
+/// RuntimeOptions::stop_timeout): a listener stops accepting, an HTTP
+/// connection finishes what it owes. Enlisted with its shard's NetShard;
+/// leaves the list when destroyed.
+class Drainable {
+ public:
+  Drainable(const Drainable&) = delete;
+  Drainable& operator=(const Drainable&) = delete;
+  /// The stop was asked for: take no new work, hold the stop
+  /// (Shard::hold_stop) for what is owed.
+  virtual void on_stop_requested() = 0;
+  /// The drain is over: finish what is still owed now.
+  virtual void on_drain_end() {}
+
+ protected:
+  Drainable() = default;
+  ~Drainable() { delist(); }
+  void enlist(NetShard& net) noexcept;
+  void delist() noexcept;
+
+ private:
+  friend class NetShard;
+  void link(Drainable** list) noexcept;
+  Drainable* prev_ = nullptr;
+  Drainable* next_ = nullptr;
+  Drainable** list_ = nullptr;  // the head of the list it is on
+};
 
 class NetShard final : public ShardExtension {
  public:
@@ -82,11 +111,19 @@ class NetShard final : public ShardExtension {
   /// after a load. Returns the bytes given back (approximately).
   std::size_t release_idle_memory() noexcept;
 
+  /// The shard's stop: passed on to every Drainable enlisted here.
+  void on_stop_requested() override;
+  void on_drain_end() override;
+
   [[nodiscard]] detail::NetShardState& state() noexcept { return *state_; }
   [[nodiscard]] Shard& shard() const noexcept { return *shard_; }
 
  private:
+  friend class Drainable;
+  void each_drainable(void (Drainable::*hook)());
+
   Shard* shard_;
+  Drainable* drainables_ = nullptr;
   std::unique_ptr<detail::NetShardState> state_;
   std::unique_ptr<uring::BufferRing> ring_;
   std::unique_ptr<std::byte[]> memory_;
