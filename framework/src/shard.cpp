@@ -451,15 +451,6 @@ void Shard::fail(std::exception_ptr error) {
 
 // ---- Runtime ---------------------------------------------------------------------
 
-unsigned shards_from_args(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--shards" && i + 1 < argc) return static_cast<unsigned>(std::stoul(argv[i + 1]));
-    if (arg.rfind("--shards=", 0) == 0) return static_cast<unsigned>(std::stoul(arg.substr(9)));
-  }
-  return 0;
-}
-
 namespace {
 std::atomic<Runtime*> g_last_started{nullptr};
 }  // namespace

@@ -249,12 +249,3 @@ TEST_CASE("run() returns after SIGTERM and stops every shard") {
   CHECK(Clock::now() - start < 10s);
   CHECK_FALSE(rt.running());
 }
-
-TEST_CASE("--shards N is read from the command line") {
-  const char* argv1[] = {"prog", "--shards", "3"};
-  CHECK(shards_from_args(3, const_cast<char**>(argv1)) == 3);
-  const char* argv2[] = {"prog", "--port", "0", "--shards=2"};
-  CHECK(shards_from_args(4, const_cast<char**>(argv2)) == 2);
-  const char* argv3[] = {"prog"};
-  CHECK(shards_from_args(1, const_cast<char**>(argv3)) == 0);
-}

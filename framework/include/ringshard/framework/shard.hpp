@@ -197,9 +197,6 @@ struct RuntimeOptions {
   bool busy_poll = false;
 };
 
-/// Reads `--shards N` (and `--shards=N`) from a command line; 0 when absent.
-unsigned shards_from_args(int argc, char** argv);
-
 class Runtime {
  public:
   explicit Runtime(const RuntimeOptions& options = {});
