@@ -612,6 +612,12 @@ def write_gnuplot(path_prefix, title, panels, ylabel, logx=True):
             script.append("set style fill solid 0.8 border -1")
         for i, (ptitle, xs, series) in enumerate(panels):
             script.append(f"set title '{ptitle}'")
+            if logx and len(set(xs)) == 1:
+                # One x value (the quick report measures one connection count):
+                # autoscaling would give gnuplot an empty x range to warn about.
+                script.append(f"set xrange [{xs[0] / 2}:{xs[0] * 2}]")
+            elif logx:
+                script.append("set autoscale x")
             plots = []
             for k, label in enumerate(series):
                 if logx:
