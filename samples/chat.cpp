@@ -264,7 +264,7 @@ struct Chat : net::Connection<Chat> {
 int main(int argc, char** argv) {
   CLI::App app("ringshard-chat: line-based chat across shards", "ringshard-chat");
   samples::ServerFlags flags;
-  flags.add_to(app, {.metrics = false});
+  flags.add_to(app, {});
   Limits limits;
   samples::add_size(app, "--max-output", limits.max_output, "a client with more unsent is dropped (bytes, K/M/G; at least 64K)");
   samples::add_millis(app, "--stall-timeout", limits.stall_timeout, "one congested client holds the senders back at most this");
@@ -293,6 +293,7 @@ int main(int argc, char** argv) {
     auto listener = net::listen<Chat>(runtime, listen, Rooms(rooms), limits);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

@@ -26,7 +26,7 @@ struct Echo : ringshard::net::Connection<Echo> {
 int main(int argc, char** argv) {
   CLI::App app("ringshard-echo: the sharded echo server", "ringshard-echo");
   ringshard::samples::ServerFlags flags;
-  flags.add_to(app, {.metrics = false});
+  flags.add_to(app, {});
   ringshard::samples::parse_or_exit(app, argc, argv);
   ringshard::net::ListenOptions listen;
   listen.address = flags.address(app);
@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     auto listener = ringshard::net::listen<Echo>(runtime, listen);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

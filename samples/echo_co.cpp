@@ -31,7 +31,7 @@ ringshard::Task<> echo(ringshard::net::Stream s) {
 int main(int argc, char** argv) {
   CLI::App app("ringshard-echo-co: the sharded echo server (a coroutine per connection)", "ringshard-echo-co");
   ringshard::samples::ServerFlags flags;
-  flags.add_to(app, {.metrics = false});
+  flags.add_to(app, {});
   ringshard::samples::parse_or_exit(app, argc, argv);
   ringshard::net::ListenOptions listen;
   listen.address = flags.address(app);
@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     auto listener = ringshard::net::serve(runtime, listen, echo);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

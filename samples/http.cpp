@@ -1,13 +1,14 @@
 // ringshard-http: the sharded HTTP/1.1 server sample.
 //
 //   ringshard-http [--host 127.0.0.1] [--port 0] [--shards N] [--policy round-robin|least-connections|reuse-port]
-//                  [--buffers 4096] [--max-body BYTES] [--header-timeout MS] [--keepalive-timeout MS] [--request-timeout MS]
+//                  [--buffers 4096] [--metrics-port P] [--max-body BYTES] [--header-timeout MS] [--keepalive-timeout MS] [--request-timeout MS]
 //                  [--send-timeout MS] [--linger-time MS] [--linger-timeout MS] [--stop-timeout MS]
 //
 //   GET  /plaintext  Hello, World!
 //   GET  /json       {"message":"Hello, World!"}
 //   POST /echo       the request body
 //   GET  /stats      per-shard live connections and requests served, as JSON
+//   GET  /metrics    every shard's counters in the Prometheus text format
 //   GET  /visits     a visit counter kept by one actor on shard 0: the handler
 //                    asks it and answers later, without blocking its shard
 //   GET  /bytes?n=N  N bytes of 'x' (at most 64 MiB), streamed: written 64 KiB
@@ -55,6 +56,7 @@ struct Visits : actors::Actor<Visits> {
 std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Visits> visits) {
   auto router = std::make_shared<http::Router>();
   router->get("/plaintext", [](http::Request&) { return http::Response::text(200, "Hello, World!"); });
+  http::mount_metrics(*router, runtime);  // GET /metrics: every shard's counters, for Prometheus
   router->get("/json", [](http::Request&) { return http::Response::json(200, R"({"message":"Hello, World!"})"); });
   router->post("/echo", [](http::Request& req) {
     http::Response r(200, std::move(req.body));
@@ -68,7 +70,7 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
       if (i) body += ',';
       body += "{\"shard\":" + std::to_string(i) +
               ",\"connections\":" + std::to_string(net::NetShard::of(s).connections.load()) +
-              ",\"requests\":" + std::to_string(http::stats_of(s).requests.load()) + "}";
+              ",\"requests\":" + std::to_string(http::stats_of(s).requests.get()) + "}";
     }
     body += "]}";
     return http::Response::json(200, std::move(body));
@@ -117,7 +119,7 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
 int main(int argc, char** argv) {
   CLI::App app("ringshard-http: the sharded HTTP/1.1 server sample", "ringshard-http");
   samples::ServerFlags flags;
-  flags.add_to(app, {.metrics = false});
+  flags.add_to(app, {});
   http::ServerOptions server;
   std::chrono::milliseconds stop_timeout{2000};
   samples::add_size(app, "--max-body", server.limits.max_body_bytes, "the largest request body (bytes, K/M/G)");
@@ -143,6 +145,7 @@ int main(int argc, char** argv) {
     auto listener = http::serve(runtime, listen, make_router(runtime, visits), server);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

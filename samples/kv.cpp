@@ -56,7 +56,7 @@ std::uint64_t random_seed() {
 int main(int argc, char** argv) {
   CLI::App app("ringshard-kv: a Redis-protocol (RESP2) key-value server on shared-nothing shards", "ringshard-kv");
   samples::ServerFlags flags;
-  flags.add_to(app, {.metrics = false});
+  flags.add_to(app, {});
   kv::ServerOptions server;
   std::size_t max_query = std::size_t{1} << 30;
   samples::add_size(app, "--max-bulk", server.limits.max_bulk, "the longest argument (bytes, K/M/G)");
@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     auto listener = net::listen<kv::Client>(runtime, listen, kv::ClusterPtr(cluster));
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

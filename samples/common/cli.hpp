@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "ringshard/net/address.hpp"
+#include "ringshard/net/http/metrics.hpp"
 #include "ringshard/net/listener.hpp"
 
 namespace ringshard::samples {
@@ -126,6 +127,18 @@ struct ServerFlags {
     }
   }
   net::Address address(const CLI::App& app) const { return address(app, port); }
+
+  /// With --metrics-port: starts the metrics listener (on --host, shard 0)
+  /// and prints `metrics on HOST:PORT` on stdout (after the `listening on`
+  /// line, which tests and scripts read first).
+  void serve_metrics(const CLI::App& app, Runtime& runtime) const {
+    if (!metrics_port) return;
+    net::ListenOptions listen;
+    listen.address = address(app, *metrics_port);
+    const net::ListenerHandle handle = net::http::serve_metrics(runtime, listen);
+    std::printf("metrics on %s\n", handle.address().to_string().c_str());
+    std::fflush(stdout);
+  }
 };
 
 }  // namespace ringshard::samples

@@ -13,8 +13,9 @@ import sys
 
 # program -> (options its --help must list, bad arguments: the option each names)
 CASES = {
-    "ringshard-echo": (["--host", "--port", "--shards", "--policy", "--buffers"],
+    "ringshard-echo": (["--host", "--port", "--shards", "--policy", "--buffers", "--metrics-port"],
                        [(["--port", "x"], "--port"), (["--shards", "-1"], "--shards"),
+                        (["--metrics-port", "http"], "--metrics-port"),
                         (["--buffers", "3"], "--buffers"), (["--policy", "random"], "--policy")]),
     "ringshard-echo-co": (["--host", "--port", "--shards", "--policy", "--buffers"],
                           [(["--port", "70000"], "--port"), (["--buffers", "lots"], "--buffers")]),
@@ -26,7 +27,7 @@ CASES = {
     "ringshard-chat": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-output"],
                        [(["--port", "1.5"], "--port"), (["--max-output", "1K"], "--max-output"),
                         (["--stall-timeout", "x"], "--stall-timeout")]),
-    "ringshard-kv": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-query"],
+    "ringshard-kv": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-query", "--metrics-port"],
                      [(["--port", "x"], "--port"), (["--max-pending", "0"], "--max-pending"),
                       (["--sweep-interval", "soon"], "--sweep-interval")]),
     "ringshard-pingpong": (["--shards", "--actors", "--messages", "--busy-poll"],
