@@ -612,6 +612,12 @@ def write_gnuplot(path_prefix, title, panels, ylabel, logx=True):
             script.append("set style fill solid 0.8 border -1")
         for i, (ptitle, xs, series) in enumerate(panels):
             script.append(f"set title '{ptitle}'")
+            if logx and len(set(xs)) == 1:
+                # One x value (the quick report measures one connection count):
+                # autoscaling would give gnuplot an empty x range to warn about.
+                script.append(f"set xrange [{xs[0] / 2}:{xs[0] * 2}]")
+            elif logx:
+                script.append("set autoscale x")
             plots = []
             for k, label in enumerate(series):
                 if logx:
@@ -652,6 +658,12 @@ def main():
     ap.add_argument("--extra-echo", action="append", default=[], metavar="NAME=COMMAND",
                     help="one more one-core echo server (it takes --port and prints `listening on`), "
                          "e.g. an older build: --extra-echo 'before=/tmp/old/ringshard-echo --shards 1'")
+    ap.add_argument("--http-servers", default="http-1,nginx-1,http-2,nginx-2",
+                    help="HTTP servers of the grid, among http-1,nginx-1,http-2,nginx-2")
+    ap.add_argument("--extra-http", action="append", default=[], metavar="NAME=COMMAND",
+                    help="one more one-core HTTP server to measure (it must take --port 0 and print "
+                         "'listening on HOST:PORT'), e.g. an older build: "
+                         "--extra-http 'before=/tmp/old/ringshard-http --shards 1'")
     ap.add_argument("--quick", action="store_true", help="the short version (scripts/demo.sh)")
     ap.add_argument("--from-json", metavar="RESULTS_JSON",
                     help="rewrite the table and charts from an earlier run's results.json, measuring nothing")
@@ -694,12 +706,20 @@ def main():
     for extra in args.extra_echo:
         name, _, command = extra.partition("=")
         echo_servers.append(ListeningServer(name, name, 1, one, shlex.split(command)))
-    http_servers = [
+    builtin_http = [
         ListeningServer("http-1", "ringshard-http 1 shard", 1, one, [b("ringshard-http"), "--shards", "1"]),
         Nginx("nginx-1", "nginx 1 worker", 1, one, 1),
         ListeningServer("http-2", "ringshard-http 2 shards", 2, two, [b("ringshard-http"), "--shards", "2"]),
         Nginx("nginx-2", "nginx 2 workers", 2, two, 2),
     ]
+    http_by_name = {s.name: s for s in builtin_http}
+    unknown = [n for n in args.http_servers.split(",") if n and n not in http_by_name]
+    if unknown:
+        ap.error(f"--http-servers: unknown {', '.join(unknown)} (known: {', '.join(http_by_name)})")
+    http_servers = [http_by_name[n] for n in args.http_servers.split(",") if n]
+    for extra in args.extra_http:
+        name, _, command = extra.partition("=")
+        http_servers.append(ListeningServer(name, name, 1, one, shlex.split(command)))
 
     builtin_kv = [
         ListeningServer("kv-1", "ringshard-kv 1 shard", 1, one, [b("ringshard-kv"), "--shards", "1"]),

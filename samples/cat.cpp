@@ -19,8 +19,10 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "ringshard/framework/reactor.hpp"
 #include "ringshard/framework/task.hpp"
 
@@ -88,25 +90,25 @@ Task<> copy(const char* path, Status& st) {
   co_await io([&](io_uring_sqe* sqe) { uring::prep_close(sqe, fd); });
 }
 
-Task<> cat(int argc, char** argv, Status& st) {
-  for (int i = 1; i < argc && !st.output_failed; ++i) co_await copy(argv[i], st);
+Task<> cat(const std::vector<std::string>& files, Status& st) {
+  for (std::size_t i = 0; i < files.size() && !st.output_failed; ++i) co_await copy(files[i].c_str(), st);
   if (st.output_failed) st.exit = 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: ringshard-cat FILE...\n");
-    return 2;
-  }
+  CLI::App app("ringshard-cat: write files to standard output through io_uring", "ringshard-cat");
+  std::vector<std::string> files;
+  app.add_option("FILE", files, "files to write, in order")->required();
+  samples::parse_or_exit(app, argc, argv);
   // A closed stdout shows up as -EPIPE in the write's CQE.
   ::signal(SIGPIPE, SIG_IGN);
   try {
     Reactor reactor(ReactorOptions{.sq_entries = 8});
     ReactorScope scope(reactor);
     Status st;
-    TaskHandle task = spawn(cat(argc, argv, st));
+    TaskHandle task = spawn(cat(files, st));
     while (task.running()) reactor.run_once(true);
     return st.exit;
   } catch (const std::exception& e) {

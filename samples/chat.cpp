@@ -1,7 +1,7 @@
 // ringshard-chat: line-based chat across shards.
 //
 //   ringshard-chat [--host 127.0.0.1] [--port 0] [--shards N] [--policy round-robin|least-connections|reuse-port]
-//                  [--max-output BYTES] [--stall-timeout MS]
+//                  [--buffers 4096] [--max-output BYTES] [--stall-timeout MS]
 //
 // Every line a client sends reaches every other client, whichever shard it
 // is on. Each shard has a Room actor that knows the connections on its shard;
@@ -47,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "ringshard/framework/log.hpp"
 #include "ringshard/net/listener.hpp"
 
@@ -258,41 +259,25 @@ struct Chat : net::Connection<Chat> {
   }
 };
 
-std::size_t parse_size(const std::string& value) {
-  std::size_t used = 0;
-  const unsigned long long n = std::stoull(value, &used);
-  const std::string suffix = value.substr(used);
-  if (suffix.empty()) return n;
-  if (suffix == "K" || suffix == "k") return n << 10;
-  if (suffix == "M" || suffix == "m") return n << 20;
-  if (suffix == "G" || suffix == "g") return n << 30;
-  throw std::invalid_argument("bad size " + value);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  unsigned port = 0;
-  net::ListenOptions listen;
+  CLI::App app("ringshard-chat: line-based chat across shards", "ringshard-chat");
+  samples::ServerFlags flags;
+  flags.add_to(app, {});
   Limits limits;
+  samples::add_size(app, "--max-output", limits.max_output, "a client with more unsent is dropped (bytes, K/M/G; at least 64K)");
+  samples::add_millis(app, "--stall-timeout", limits.stall_timeout, "one congested client holds the senders back at most this");
+  samples::parse_or_exit(app, argc, argv);
+  if (limits.max_output < 64 * 1024) samples::bad_argument(app, "--max-output: must be at least 64K");
+  net::ListenOptions listen;
+  listen.address = flags.address(app);
+  listen.policy = flags.policy;
+  listen.receive_buffers = net::ReceiveBuffers{flags.buffers, 4096};
+  // Congested above a quarter of the limit, drained at a sixteenth.
+  listen.connection.high_watermark = limits.max_output / 4;
+  listen.connection.low_watermark = limits.max_output / 16;
   try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      const std::string value = i + 1 < argc ? argv[i + 1] : "";
-      if (arg == "--host") host = value, ++i;
-      else if (arg == "--port") port = static_cast<unsigned>(std::stoul(value)), ++i;
-      else if (arg == "--shards") ++i;  // read by shards_from_args
-      else if (arg == "--policy") listen.policy = net::parse_policy(value), ++i;
-      else if (arg == "--max-output") limits.max_output = parse_size(value), ++i;
-      else if (arg == "--stall-timeout") limits.stall_timeout = std::chrono::milliseconds(std::stoul(value)), ++i;
-      else throw std::invalid_argument("unknown argument " + arg);
-    }
-    if (limits.max_output < 64 * 1024) throw std::invalid_argument("--max-output must be at least 64K");
-    // Congested above a quarter of the limit, drained at a sixteenth.
-    listen.connection.high_watermark = limits.max_output / 4;
-    listen.connection.low_watermark = limits.max_output / 16;
-    listen.address = net::Address::ipv4(host, static_cast<std::uint16_t>(port));
     // The Rooms call malloc_trim on the shard threads. The process's first
     // call must come from this (the main) thread: when glibc's allocator is
     // not the one in use (a sanitizer's, or a preloaded malloc), malloc_trim
@@ -300,7 +285,7 @@ int main(int argc, char** argv) {
     // glibc aborts when a second thread attached that way exits.
     ::malloc_trim(0);
     RuntimeOptions options;
-    options.shards = shards_from_args(argc, argv);
+    options.shards = flags.shards;
     Runtime runtime(options);
     runtime.start();
     auto rooms = std::make_shared<std::vector<ActorRef<Room>>>();
@@ -308,13 +293,11 @@ int main(int argc, char** argv) {
     auto listener = net::listen<Chat>(runtime, listen, Rooms(rooms), limits);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "ringshard-chat: %s\nusage: ringshard-chat [--host H] [--port P] [--shards N] [--policy P]"
-                 " [--max-output BYTES] [--stall-timeout MS]\n",
-                 e.what());
-    return 2;
+    std::fprintf(stderr, "ringshard-chat: %s\n", e.what());
+    return 1;
   }
 }

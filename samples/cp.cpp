@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "ringshard/framework/uring.hpp"
 
 namespace {
@@ -43,68 +43,16 @@ struct Options {
   std::string dst;
 };
 
-void usage() {
-  std::fprintf(stderr,
-               "usage: ringshard-cp [--qd N] [--bs BYTES] SRC DST\n"
-               "  --qd N      read->write pairs in flight (1..4096, default 16)\n"
-               "  --bs BYTES  block size, K/M/G suffixes allowed (1..1G, default 128K)\n");
-}
-
-/// "4096", "128K", "1M": returns false on anything else.
-bool parse_size(std::string_view text, std::uint64_t& out) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end == text.data()) return false;
-  std::string_view suffix(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  std::uint64_t scale = 1;
-  if (suffix == "K" || suffix == "k") scale = 1024;
-  else if (suffix == "M" || suffix == "m") scale = 1024 * 1024;
-  else if (suffix == "G" || suffix == "g") scale = 1024 * 1024 * 1024;
-  else if (!suffix.empty()) return false;
-  if (value > UINT64_MAX / scale) return false;
-  out = value * scale;
-  return true;
-}
-
-bool parse_args(int argc, char** argv, Options& opt) {
-  std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--qd" || arg == "--bs") {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "ringshard-cp: %s needs a value\n", argv[i]);
-        return false;
-      }
-      std::uint64_t v = 0;
-      if (!parse_size(argv[i + 1], v)) {
-        std::fprintf(stderr, "ringshard-cp: bad value for %s: '%s'\n", argv[i], argv[i + 1]);
-        return false;
-      }
-      if (arg == "--qd") {
-        if (v < 1 || v > 4096) {
-          std::fprintf(stderr, "ringshard-cp: --qd must be in 1..4096\n");
-          return false;
-        }
-        opt.queue_depth = static_cast<unsigned>(v);
-      } else {
-        if (v < 1 || v > (1U << 30)) {
-          std::fprintf(stderr, "ringshard-cp: --bs must be in 1..1G\n");
-          return false;
-        }
-        opt.block_size = static_cast<std::size_t>(v);
-      }
-      ++i;
-    } else if (arg.size() > 1 && arg[0] == '-' && arg != "--") {
-      std::fprintf(stderr, "ringshard-cp: unknown option '%s'\n", argv[i]);
-      return false;
-    } else {
-      positional.emplace_back(arg);
-    }
-  }
-  if (positional.size() != 2) return false;
-  opt.src = positional[0];
-  opt.dst = positional[1];
-  return true;
+void parse_args(int argc, char** argv, Options& opt) {
+  CLI::App app("ringshard-cp: copy a file with linked read->write pairs through io_uring", "ringshard-cp");
+  app.add_option("--qd", opt.queue_depth, "read->write pairs in flight")
+      ->check(CLI::Range(1u, 4096u))
+      ->capture_default_str();
+  ringshard::samples::add_size(app, "--bs", opt.block_size, "block size (bytes, K/M/G)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  app.add_option("SRC", opt.src, "the file to copy")->required();
+  app.add_option("DST", opt.dst, "where to copy it")->required();
+  ringshard::samples::parse_or_exit(app, argc, argv);
 }
 
 class Copier {
@@ -353,10 +301,7 @@ int copy_file(const Options& opt) {
 
 int main(int argc, char** argv) {
   Options opt;
-  if (!parse_args(argc, argv, opt)) {
-    usage();
-    return 2;
-  }
+  parse_args(argc, argv, opt);
   try {
     return copy_file(opt);
   } catch (const Failure& f) {

@@ -21,7 +21,6 @@
 
 #include <cerrno>
 #include <csignal>
-#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -36,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "ringshard/framework/uring.hpp"
 
 namespace {
@@ -431,36 +431,17 @@ class EchoServer {
   unsigned long long accepted_ = 0;
 };
 
-[[noreturn]] void usage(const char* program, int status) {
-  std::fprintf(status ? stderr : stdout, "usage: %s [--host IPV4] [--port PORT] [--buffers POWER_OF_TWO]\n",
-               program);
-  std::exit(status);
-}
-
-template <class T>
-bool parse_number(std::string_view text, T& out) {
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && end == text.data() + text.size();
-}
-
 Options parse_options(int argc, char** argv) {
-  Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") usage(argv[0], 0);
-    if (i + 1 >= argc) usage(argv[0], 2);
-    const std::string_view value = argv[++i];
-    if (arg == "--host") {
-      options.host = value;
-    } else if (arg == "--port") {
-      if (!parse_number(value, options.port)) usage(argv[0], 2);
-    } else if (arg == "--buffers") {
-      if (!parse_number(value, options.buffers)) usage(argv[0], 2);
-    } else {
-      usage(argv[0], 2);
-    }
+  CLI::App app("ringshard-echo-plain: a TCP echo server on the uring layer alone (one thread)",
+               "ringshard-echo-plain");
+  samples::ServerFlags flags;
+  flags.add_to(app, {.shards = false, .policy = false, .metrics = false});
+  samples::parse_or_exit(app, argc, argv);
+  in_addr ignored{};
+  if (::inet_pton(AF_INET, flags.host.c_str(), &ignored) != 1) {
+    samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
   }
-  return options;
+  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers};
 }
 
 int open_listener(const Options& options) {

@@ -1,13 +1,14 @@
 // ringshard-http: the sharded HTTP/1.1 server sample.
 //
 //   ringshard-http [--host 127.0.0.1] [--port 0] [--shards N] [--policy round-robin|least-connections|reuse-port]
-//                  [--max-body BYTES] [--header-timeout MS] [--keepalive-timeout MS] [--request-timeout MS]
+//                  [--buffers 4096] [--metrics-port P] [--max-body BYTES] [--header-timeout MS] [--keepalive-timeout MS] [--request-timeout MS]
 //                  [--send-timeout MS] [--linger-time MS] [--linger-timeout MS] [--stop-timeout MS]
 //
 //   GET  /plaintext  Hello, World!
 //   GET  /json       {"message":"Hello, World!"}
 //   POST /echo       the request body
 //   GET  /stats      per-shard live connections and requests served, as JSON
+//   GET  /metrics    every shard's counters in the Prometheus text format
 //   GET  /visits     a visit counter kept by one actor on shard 0: the handler
 //                    asks it and answers later, without blocking its shard
 //   GET  /bytes?n=N  N bytes of 'x' (at most 64 MiB), streamed: written 64 KiB
@@ -36,6 +37,7 @@
 #include <memory>
 #include <string>
 
+#include "common/cli.hpp"
 #include "ringshard/net/http/http.hpp"
 
 using namespace ringshard;
@@ -54,6 +56,7 @@ struct Visits : actors::Actor<Visits> {
 std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Visits> visits) {
   auto router = std::make_shared<http::Router>();
   router->get("/plaintext", [](http::Request&) { return http::Response::text(200, "Hello, World!"); });
+  http::mount_metrics(*router, runtime);  // GET /metrics: every shard's counters, for Prometheus
   router->get("/json", [](http::Request&) { return http::Response::json(200, R"({"message":"Hello, World!"})"); });
   router->post("/echo", [](http::Request& req) {
     http::Response r(200, std::move(req.body));
@@ -67,7 +70,7 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
       if (i) body += ',';
       body += "{\"shard\":" + std::to_string(i) +
               ",\"connections\":" + std::to_string(net::NetShard::of(s).connections.load()) +
-              ",\"requests\":" + std::to_string(http::stats_of(s).requests.load()) + "}";
+              ",\"requests\":" + std::to_string(http::stats_of(s).requests.get()) + "}";
     }
     body += "]}";
     return http::Response::json(200, std::move(body));
@@ -114,44 +117,27 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  unsigned port = 0;
-  net::ListenOptions listen;
+  CLI::App app("ringshard-http: the sharded HTTP/1.1 server sample", "ringshard-http");
+  samples::ServerFlags flags;
+  flags.add_to(app, {});
   http::ServerOptions server;
   std::chrono::milliseconds stop_timeout{2000};
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (i + 1 >= argc) throw std::invalid_argument("missing value for " + arg);
-      const std::string value = argv[++i];
-      if (arg == "--host") host = value;
-      else if (arg == "--port") port = static_cast<unsigned>(std::stoul(value));
-      else if (arg == "--shards") continue;  // read by shards_from_args
-      else if (arg == "--policy") listen.policy = net::parse_policy(value);
-      else if (arg == "--max-body") server.limits.max_body_bytes = std::stoul(value);
-      else if (arg == "--header-timeout") server.header_timeout = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--keepalive-timeout") server.keepalive_timeout = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--request-timeout") server.request_timeout = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--send-timeout") server.send_timeout = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--linger-time") server.linger_time = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--linger-timeout") server.linger_timeout = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--stop-timeout") stop_timeout = std::chrono::milliseconds(std::stoul(value));
-      else throw std::invalid_argument("unknown argument " + arg);
-    }
-    listen.address = host.find(':') != std::string::npos ? net::Address::ipv6(host, static_cast<std::uint16_t>(port))
-                                                         : net::Address::ipv4(host, static_cast<std::uint16_t>(port));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "ringshard-http: %s\nusage: ringshard-http [--host H] [--port P] [--shards N] "
-                 "[--policy round-robin|least-connections|reuse-port] [--max-body BYTES] [--header-timeout MS] "
-                 "[--keepalive-timeout MS] [--request-timeout MS] [--send-timeout MS] [--linger-time MS] "
-                 "[--linger-timeout MS] [--stop-timeout MS]\n",
-                 e.what());
-    return 2;
-  }
+  samples::add_size(app, "--max-body", server.limits.max_body_bytes, "the largest request body (bytes, K/M/G)");
+  samples::add_millis(app, "--header-timeout", server.header_timeout, "a request head complete within this");
+  samples::add_millis(app, "--keepalive-timeout", server.keepalive_timeout, "an idle keep-alive connection closes after this");
+  samples::add_millis(app, "--request-timeout", server.request_timeout, "a request complete within this of its first byte");
+  samples::add_millis(app, "--send-timeout", server.send_timeout, "a client that takes no byte this long is reset");
+  samples::add_millis(app, "--linger-time", server.linger_time, "a closing connection discards input at most this long");
+  samples::add_millis(app, "--linger-timeout", server.linger_timeout, "... and this long without input");
+  samples::add_millis(app, "--stop-timeout", stop_timeout, "SIGINT/SIGTERM: the whole stop within this");
+  samples::parse_or_exit(app, argc, argv);
+  net::ListenOptions listen;
+  listen.address = flags.address(app);
+  listen.policy = flags.policy;
+  listen.receive_buffers = net::ReceiveBuffers{flags.buffers, 4096};
   try {
     RuntimeOptions options;
-    options.shards = shards_from_args(argc, argv);
+    options.shards = flags.shards;
     options.stop_timeout = stop_timeout;
     Runtime runtime(options);
     runtime.start();
@@ -159,6 +145,7 @@ int main(int argc, char** argv) {
     auto listener = http::serve(runtime, listen, make_router(runtime, visits), server);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

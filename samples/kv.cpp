@@ -36,22 +36,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/cli.hpp"
 #include "kv/server.hpp"
 
 using namespace ringshard;
 
 namespace {
-
-std::size_t parse_size(const std::string& value) {
-  std::size_t used = 0;
-  const unsigned long long n = std::stoull(value, &used);
-  const std::string suffix = value.substr(used);
-  if (suffix.empty()) return n;
-  if (suffix == "K" || suffix == "k") return n << 10;
-  if (suffix == "M" || suffix == "m") return n << 20;
-  if (suffix == "G" || suffix == "g") return n << 30;
-  throw std::invalid_argument("bad size " + value);
-}
 
 std::uint64_t random_seed() {
   std::uint64_t seed = 0;
@@ -64,47 +54,27 @@ std::uint64_t random_seed() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  unsigned port = 0;
-  unsigned buffers = 4096;
-  std::size_t max_query = std::size_t{1} << 30;
-  net::ListenOptions listen;
+  CLI::App app("ringshard-kv: a Redis-protocol (RESP2) key-value server on shared-nothing shards", "ringshard-kv");
+  samples::ServerFlags flags;
+  flags.add_to(app, {});
   kv::ServerOptions server;
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (i + 1 >= argc) throw std::invalid_argument("missing value for " + arg);
-      const std::string value = argv[++i];
-      if (arg == "--host") host = value;
-      else if (arg == "--port") port = static_cast<unsigned>(std::stoul(value));
-      else if (arg == "--shards") continue;  // read by shards_from_args
-      else if (arg == "--policy") listen.policy = net::parse_policy(value);
-      else if (arg == "--max-bulk") server.limits.max_bulk = parse_size(value);
-      else if (arg == "--max-array") server.limits.max_array = parse_size(value);
-      else if (arg == "--max-query") max_query = parse_size(value);
-      else if (arg == "--max-pending") server.max_pending = parse_size(value);
-      else if (arg == "--sweep-interval") server.sweep_interval = std::chrono::milliseconds(std::stoul(value));
-      else if (arg == "--buffers") buffers = static_cast<unsigned>(std::stoul(value));
-      else throw std::invalid_argument("unknown argument " + arg);
-    }
-    if (port > 65535) throw std::invalid_argument("--port must be at most 65535");
-    if (server.max_pending == 0) throw std::invalid_argument("--max-pending must be at least 1");
-    if (max_query < server.limits.max_inline) throw std::invalid_argument("--max-query must be at least 64K");
-    listen.address = host.find(':') != std::string::npos ? net::Address::ipv6(host, static_cast<std::uint16_t>(port))
-                                                         : net::Address::ipv4(host, static_cast<std::uint16_t>(port));
-    listen.receive_buffers = net::ReceiveBuffers{buffers, 4096};
-    listen.connection.max_input_bytes = max_query;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "ringshard-kv: %s\nusage: ringshard-kv [--host H] [--port P] [--shards N] "
-                 "[--policy round-robin|least-connections|reuse-port] [--max-bulk BYTES] [--max-array N] "
-                 "[--max-query BYTES] [--max-pending N] [--sweep-interval MS] [--buffers N]\n",
-                 e.what());
-    return 2;
-  }
+  std::size_t max_query = std::size_t{1} << 30;
+  samples::add_size(app, "--max-bulk", server.limits.max_bulk, "the longest argument (bytes, K/M/G)");
+  samples::add_size(app, "--max-array", server.limits.max_array, "the most arguments in one request");
+  samples::add_size(app, "--max-query", max_query, "bytes received and not yet run per connection (at least 64K)");
+  samples::add_size(app, "--max-pending", server.max_pending, "replies owed by other shards per connection (at least 1)");
+  samples::add_millis(app, "--sweep-interval", server.sweep_interval, "expired keys deleted this often (0: on access only)");
+  samples::parse_or_exit(app, argc, argv);
+  if (server.max_pending == 0) samples::bad_argument(app, "--max-pending: must be at least 1");
+  if (max_query < server.limits.max_inline) samples::bad_argument(app, "--max-query: must be at least 64K");
+  net::ListenOptions listen;
+  listen.address = flags.address(app);
+  listen.policy = flags.policy;
+  listen.receive_buffers = net::ReceiveBuffers{flags.buffers, 4096};
+  listen.connection.max_input_bytes = max_query;
   try {
     RuntimeOptions options;
-    options.shards = shards_from_args(argc, argv);
+    options.shards = flags.shards;
     Runtime runtime(options);
     runtime.start();
     auto cluster = std::make_shared<kv::Cluster>();
@@ -121,6 +91,7 @@ int main(int argc, char** argv) {
     auto listener = net::listen<kv::Client>(runtime, listen, kv::ClusterPtr(cluster));
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

@@ -14,7 +14,6 @@
 // costs far more than a hop. More pairs put more balls in flight; --busy-poll
 // keeps the shards from sleeping at all (RuntimeOptions::busy_poll).
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -24,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "ringshard/actors/actor.hpp"
 
 namespace {
@@ -38,58 +38,21 @@ struct Options {
   bool busy_poll = false;
 };
 
-[[noreturn]] void usage(int status) {
-  std::fprintf(status ? stderr : stdout,
-               "usage: ringshard-pingpong [--shards N] [--actors M] [--messages K] [--busy-poll]\n"
-               "  --shards N    shards (default: one per CPU)\n"
-               "  --actors M    pairs of actors, each bouncing its own ball (default 4)\n"
-               "  --messages K  messages each pair bounces (default 100000)\n"
-               "  --busy-poll   shards poll instead of sleeping when idle\n");
-  std::exit(status);
-}
-
-template <class T>
-bool parse_number(std::string_view text, T& out) {
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && end == text.data() + text.size();
-}
-
 Options parse_options(int argc, char** argv) {
+  CLI::App app("ringshard-pingpong: pairs of actors on different shards bounce messages; prints messages/s per shard",
+               "ringshard-pingpong");
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") usage(0);
-    if (arg == "--busy-poll") {
-      o.busy_poll = true;
-      continue;
-    }
-    std::string_view value;
-    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      std::fprintf(stderr, "ringshard-pingpong: %s needs a value\n", argv[i]);
-      usage(2);
-    }
-    bool ok = false;
-    if (arg == "--shards") {
-      ok = parse_number(value, o.shards) && o.shards <= 1024;
-    } else if (arg == "--actors") {
-      ok = parse_number(value, o.pairs) && o.pairs >= 1 && o.pairs <= 1'000'000;
-    } else if (arg == "--messages") {
-      ok = parse_number(value, o.messages) && o.messages >= 1;
-    } else {
-      std::fprintf(stderr, "ringshard-pingpong: unknown option '%.*s'\n", static_cast<int>(arg.size()), arg.data());
-      usage(2);
-    }
-    if (!ok) {
-      std::fprintf(stderr, "ringshard-pingpong: bad value for %.*s: '%.*s'\n", static_cast<int>(arg.size()),
-                   arg.data(), static_cast<int>(value.size()), value.data());
-      usage(2);
-    }
-  }
+  app.add_option("--shards", o.shards, "shards (threads, one per core); 0: one per CPU")
+      ->check(CLI::Range(0u, 1024u))
+      ->capture_default_str();
+  app.add_option("--actors", o.pairs, "pairs of actors, each bouncing its own ball")
+      ->check(CLI::Range(1u, 1'000'000u))
+      ->capture_default_str();
+  app.add_option("--messages", o.messages, "messages each pair bounces")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_flag("--busy-poll", o.busy_poll, "shards poll instead of sleeping when idle");
+  samples::parse_or_exit(app, argc, argv);
   return o;
 }
 

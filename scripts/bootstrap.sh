@@ -16,10 +16,13 @@ packages=(
   libconcurrentqueue-dev  # cross-shard queues (moodycamel)
   libbenchmark-dev        # micro-benchmarks (Google Benchmark)
   node-llhttp             # HTTP/1.1 parser sources (/usr/share/llhttp)
+  libcli11-dev            # the samples' command lines (CLI11, header-only)
   # load generators and comparison servers
   curl wrk apache2-utils nghttp2-client nginx-light
   redis-server redis-tools  # ringshard-kv: compared with redis-server, driven by redis-cli/redis-benchmark
   python3-redis           # ringshard-kv tests: the Python Redis client
+  python3-prometheus-client  # metrics tests: parses the /metrics exposition
+  haproxy                 # the scale-out recipe: a load balancer in front of two servers
   gnuplot-nox             # performance charts
   iproute2 procps file    # ss, ps/pgrep, file: used by scripts and tests
 )

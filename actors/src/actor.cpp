@@ -376,6 +376,7 @@ void AskTable::complete(std::uint64_t id, AskStatus status, void* value) noexcep
   ActorBase* owner = p->owner;
   AskCallback callback = std::move(p->callback);
   release(p);  // first: the callback may ask again, and reuse the slot
+  if (status != AskStatus::answered && status != AskStatus::canceled) ++failed_;
   if (owner != nullptr && owner->stopping_) {
     // The asker is stopping: its callbacks no longer run.
     if (status == AskStatus::answered) {

@@ -107,6 +107,7 @@ unsigned Reactor::run_once(bool block) {
   flush_backlog();
   int ret;
   if (block) {
+    stats_->enters.add();
     if (heap_.empty()) {
       ret = ring_.submit_and_wait(1);
     } else {
@@ -117,6 +118,7 @@ unsigned Reactor::run_once(bool block) {
       if (ret == -ETIME || ret == -EAGAIN) ret = 0;
     }
   } else if (ring_.sq_ready() != 0 || ring_.cq_needs_flush()) {
+    stats_->enters.add();
     ret = ring_.submit_and_get_events();
   } else {
     ret = 0;
@@ -128,6 +130,7 @@ unsigned Reactor::run_once(bool block) {
   // handling what the CQ already holds.
   const bool failed = ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY;
   unsigned handled = dispatch_all();
+  if (handled != 0) stats_->completions.add(handled);
   if (!heap_.empty()) handled += fire_timers();
   if (!retired_.empty()) destroy_retired();
   if (failed) [[unlikely]] throw_enter_error(ret, block);

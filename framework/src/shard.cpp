@@ -149,15 +149,16 @@ void Shard::enqueue_from(Shard& sender, std::vector<Job>& batch) {
 }
 
 void Shard::wake_from_shard(Shard& sender) {
-  ++sender.stats_.wakeups_sent;
   const int fd = ring_fd_.load(std::memory_order_acquire);
   if (sender.use_msg_ring_ && fd >= 0) {
+    ++sender.stats_.wakeups_msg_ring;
     // A CQE with user_data 0 lands in our ring: enough to end its wait.
     sender.reactor_->submit_detached([fd](io_uring_sqe* sqe) {
       uring::prep_msg_ring(sqe, fd, 0, 0, 0);
       uring::sqe_add_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
     });
   } else {
+    ++sender.stats_.wakeups_eventfd;
     write_eventfd(wake_fd_);
   }
 }
@@ -165,8 +166,9 @@ void Shard::wake_from_shard(Shard& sender) {
 std::string Shard::describe() const {
   return "shard " + std::to_string(id_) + ": sleeping=" + std::to_string(sleeping_.load()) +
          " inbox~" + std::to_string(inbox_.size_approx()) + " run_queue=" + std::to_string(run_queue_.size()) +
-         " turns=" + std::to_string(stats_.loop_turns) + " sleeps=" + std::to_string(stats_.sleeps) +
-         " tasks=" + std::to_string(stats_.tasks_run) + " wakeups_sent=" + std::to_string(stats_.wakeups_sent) +
+         " turns=" + std::to_string(stats_.loop_turns.get()) + " sleeps=" + std::to_string(stats_.sleeps.get()) +
+         " tasks=" + std::to_string(stats_.tasks_run.get()) +
+         " wakeups_sent=" + std::to_string(stats_.wakeups_msg_ring.get() + stats_.wakeups_eventfd.get()) +
          " in_flight=" + std::to_string(reactor_ ? reactor_->in_flight() : 0);
 }
 
@@ -408,6 +410,7 @@ void Shard::thread_main() {
   Runtime& rt = *runtime_;
   try {
     reactor_ = std::make_unique<Reactor>(rt.options_.reactor);
+    reactor_->count_into(stats_.ring);
     use_msg_ring_ = !rt.options_.eventfd_wakeups && reactor_->ring().probe().opcode_supported(IORING_OP_MSG_RING);
     wake_watch_ = std::make_unique<WakeWatch>(wake_fd_);
     reactor_->arm(*wake_watch_);
@@ -500,7 +503,7 @@ void Shard::thread_main() {
   // Tasks posted from now on stay in the inbox and are destroyed with the
   // shard; extensions live until then too, since other threads may still
   // reach them (for example to reserve an actor slot).
-  RINGSHARD_LOG_DEBUG("stopped after {} turns, {} tasks", stats_.loop_turns, stats_.tasks_run);
+  RINGSHARD_LOG_DEBUG("stopped after {} turns, {} tasks", stats_.loop_turns.get(), stats_.tasks_run.get());
   rt.shard_exited();
 }
 
@@ -539,15 +542,6 @@ void Shard::fail(std::exception_ptr error) {
 }
 
 // ---- Runtime ---------------------------------------------------------------------
-
-unsigned shards_from_args(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--shards" && i + 1 < argc) return static_cast<unsigned>(std::stoul(argv[i + 1]));
-    if (arg.rfind("--shards=", 0) == 0) return static_cast<unsigned>(std::stoul(arg.substr(9)));
-  }
-  return 0;
-}
 
 namespace {
 std::atomic<Runtime*> g_last_started{nullptr};

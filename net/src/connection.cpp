@@ -68,6 +68,7 @@ void ConnectionCore::start_io(actors::ActorBase& self) {
     if (fd < 0) {
       last_error_ = errno;
       net.connections.fetch_sub(1, std::memory_order_relaxed);
+      net.count_close(CloseReason::connect_failed);
       closed_by_socket(CloseReason::connect_failed, errno);
       return;
     }

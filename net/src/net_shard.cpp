@@ -27,6 +27,8 @@ NetShard& NetShard::of(Shard& shard) {
   return shard.extension<NetShard>(kNetKey, [&shard] { return std::make_unique<NetShard>(shard); });
 }
 
+NetShard* NetShard::find(Shard& shard) noexcept { return static_cast<NetShard*>(shard.find_extension(kNetKey)); }
+
 NetShard::NetShard(Shard& shard) : shard_(&shard), state_(std::make_unique<detail::NetShardState>()) {}
 
 NetShard::~NetShard() {
@@ -110,7 +112,7 @@ void NetShard::give_back(std::uint16_t bid) noexcept {
 
 RecvBuffer NetShard::keep(std::uint16_t bid, std::size_t size) {
   if (held_ + count_ / 8 >= count_) {  // running low: keep a copy, the buffer goes back
-    kept_copies.fetch_add(1, std::memory_order_relaxed);
+    ++kept_copies;
     auto heap = std::make_unique_for_overwrite<std::byte[]>(size);
     std::memcpy(heap.get(), buffer(bid), size);
     return RecvBuffer(std::move(heap), size);

@@ -140,6 +140,7 @@ void Socket::flush() {
 void Socket::on_send(const io_uring_cqe& cqe) {
   --ops_;
   send_in_flight_ = false;
+  ++net_->send_completions;
   if (aborting_ || cqe.res < 0) {
     in_flight_entries_ = 0;
     queue_.clear();
@@ -153,7 +154,10 @@ void Socket::on_send(const io_uring_cqe& cqe) {
     maybe_finish();
     return;
   }
-  if (cqe.res > 0) ++sends_;
+  if (cqe.res > 0) {
+    ++sends_;
+    net_->bytes_out += static_cast<std::uint64_t>(cqe.res);
+  }
   std::size_t sent = static_cast<std::size_t>(cqe.res);
   pending_ -= std::min(pending_, sent);
   in_flight_entries_ = 0;
@@ -287,6 +291,8 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
     recv_cancelled_ = false;
   }
   if (cqe.res > 0) {
+    ++net_->recv_completions;
+    net_->bytes_in += static_cast<std::uint64_t>(cqe.res);
     const auto bid = uring::cqe_buffer_id(&cqe);
     net_->took(bid);
     deliver(std::span<const std::byte>(net_->buffer(bid), static_cast<std::size_t>(cqe.res)), bid, true);
@@ -296,7 +302,7 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
     // The shard's buffers are all in use: one plain recv into our own buffer
     // keeps this connection moving; multishot resumes after it.
     if (!more && wants_recv()) {
-      net_->buffer_fallbacks.fetch_add(1, std::memory_order_relaxed);
+      ++net_->buffer_fallbacks;
       start_fallback();
       return;
     }
@@ -345,6 +351,8 @@ void Socket::on_fallback(const io_uring_cqe& cqe) {
   recv_armed_ = false;
   recv_cancelled_ = false;
   if (cqe.res > 0) {
+    ++net_->recv_completions;
+    net_->bytes_in += static_cast<std::uint64_t>(cqe.res);
     deliver(std::span<const std::byte>(fallback_buf_.get(), static_cast<std::size_t>(cqe.res)), 0, false);
   } else if (cqe.res == 0) {
     peer_shutdown();
@@ -501,7 +509,7 @@ void Socket::on_closed(const io_uring_cqe&) {
   fd_ = -1;
   state_ = State::closed;
   net_->connections.fetch_sub(1, std::memory_order_relaxed);
-  net_->closed.fetch_add(1, std::memory_order_relaxed);
+  net_->count_close(reason_);
   if (owner_ != nullptr) {
     ConnectionCore* owner = owner_;
     owner_ = nullptr;

@@ -58,6 +58,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "histogram.hpp"
 #include "ringshard/framework/log.hpp"
 #include "ringshard/net/listener.hpp"
@@ -88,19 +89,6 @@ struct Options {
   net::Address target;
 };
 
-constexpr const char* kUsage =
-    "usage: ringshard-load --port P [--host 127.0.0.1] [--connections 50] [--size 128] [--depth 1]\n"
-    "                      [--warmup 1] [--duration 5] [--shards 1] [--cpus LIST] [--connect-timeout 5] [--json]\n"
-    "  --connections N      connections to open (all must connect before the load starts)\n"
-    "  --size BYTES         message size\n"
-    "  --depth D            messages in flight per connection (1: lockstep)\n"
-    "  --warmup SECONDS     load before measuring (not counted)\n"
-    "  --duration SECONDS   measured time\n"
-    "  --shards K           load generator shards (threads); connections are spread over them\n"
-    "  --cpus LIST          pin shard i to the i-th CPU of LIST, e.g. 1 or 0,1 or 2-3\n"
-    "  --connect-timeout S  seconds a connection may take to be established\n"
-    "  --json               one JSON object with every figure on stdout (the summary goes to stderr)\n";
-
 // Joins strings and numbers (instead of operator+ chains, which g++ 12 at -O3
 // misreads as overlapping copies under -Wrestrict).
 template <class... Parts>
@@ -117,8 +105,8 @@ std::string cat(const Parts&... parts) {
   return out;
 }
 
-// A bad argument: main() prints it with the usage and exits with status 2
-// (after the runtime, if one was started, has stopped).
+// A bad argument found after parsing: main() prints it on one line and exits
+// with status 2 (after the runtime, if one was started, has stopped).
 struct BadArgument : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -130,19 +118,7 @@ Int parse_int(std::string_view name, std::string_view text, Int min, Int max) {
   Int value{};
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max) {
-    usage_error(cat("--", name, " wants an integer from ", min, " to ", max, ", not '", text, "'"));
-  }
-  return value;
-}
-
-double parse_seconds(std::string_view name, std::string_view text, bool zero_ok) {
-  const std::string s(text);
-  char* end = nullptr;
-  errno = 0;
-  const double value = std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size() || errno != 0 || !(value >= 0.0) || value > 1e6 ||
-      (!zero_ok && value == 0.0)) {
-    usage_error(cat("--", name, " wants a number of seconds ", zero_ok ? ">= 0" : "> 0", ", not '", s, "'"));
+    usage_error(cat("--", name, ": wants an integer from ", min, " to ", max, ", not '", text, "'"));
   }
   return value;
 }
@@ -167,61 +143,43 @@ std::vector<int> parse_cpus(std::string_view text) {
 }
 
 Options parse(int argc, char** argv) {
+  CLI::App app("ringshard-load: a closed-loop load generator for TCP echo servers; every echoed byte is checked",
+               "ringshard-load");
   Options o;
-  bool have_port = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (arg == "--json") {
-      o.json = true;
-      continue;
-    }
-    if (arg.substr(0, 2) != "--") usage_error(cat("unexpected argument '", arg, "'"));
-    std::string_view name = arg.substr(2);
-    std::string_view value;
-    if (const std::size_t eq = name.find('='); eq != std::string_view::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) usage_error(cat("missing value for ", arg));
-      value = argv[++i];
-    }
-    if (name == "host") {
-      if (value.empty()) usage_error("--host wants an address");
-      o.host = std::string(value);
-    } else if (name == "port") {
-      o.port = parse_int<unsigned>(name, value, 1, 65535);
-      have_port = true;
-    } else if (name == "connections") {
-      o.connections = parse_int<unsigned>(name, value, 1, 1'000'000);
-    } else if (name == "size") {
-      o.size = parse_int<std::size_t>(name, value, 1, std::size_t{1} << 30);
-    } else if (name == "depth") {
-      o.depth = parse_int<unsigned>(name, value, 1, 65536);
-    } else if (name == "warmup") {
-      o.warmup = parse_seconds(name, value, true);
-    } else if (name == "duration") {
-      o.duration = parse_seconds(name, value, false);
-    } else if (name == "shards") {
-      o.shards = parse_int<unsigned>(name, value, 1, 1024);
-    } else if (name == "cpus") {
-      o.cpus = parse_cpus(value);
-    } else if (name == "connect-timeout") {
-      o.connect_timeout = parse_seconds(name, value, false);
-    } else {
-      usage_error(cat("unknown option ", arg));
-    }
-  }
-  if (!have_port) usage_error("--port is required");
+  std::string cpus;
+  app.add_option("--host", o.host, "the server's address")->capture_default_str();
+  app.add_option("--port", o.port, "the server's port")->check(CLI::Range(1u, 65535u))->required();
+  app.add_option("--connections", o.connections, "connections to open (all connect before the load starts)")
+      ->check(CLI::Range(1u, 1'000'000u))
+      ->capture_default_str();
+  app.add_option("--size", o.size, "message size (bytes)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--depth", o.depth, "messages in flight per connection (1: lockstep)")
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  app.add_option("--warmup", o.warmup, "seconds of load before measuring (not counted)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--duration", o.duration, "measured seconds (> 0)")->check(CLI::Range(0.0, 1e6))->capture_default_str();
+  app.add_option("--shards", o.shards, "load generator shards (threads); connections are spread over them")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
+  app.add_option("--cpus", cpus, "pin shard i to the i-th CPU of LIST, e.g. 1 or 0,1 or 2-3");
+  app.add_option("--connect-timeout", o.connect_timeout, "seconds a connection may take to be established (> 0)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  app.add_flag("--json", o.json, "one JSON object with every figure on stdout (the summary goes to stderr)");
+  samples::parse_or_exit(app, argc, argv);
+  if (o.duration == 0.0) usage_error("--duration: must be more than 0 seconds");
+  if (o.connect_timeout == 0.0) usage_error("--connect-timeout: must be more than 0 seconds");
+  if (!cpus.empty()) o.cpus = parse_cpus(cpus);
   try {
     o.target = o.host.find(':') != std::string::npos
                    ? net::Address::ipv6(o.host, static_cast<std::uint16_t>(o.port))
                    : net::Address::ipv4(o.host, static_cast<std::uint16_t>(o.port));
   } catch (const std::exception& e) {
-    usage_error(cat("--host ", o.host, ": ", e.what()));
+    usage_error(cat("--host: ", o.host, ": ", e.what()));
   }
   return o;
 }
@@ -698,7 +656,7 @@ int main(int argc, char** argv) {
   try {
     options = ringshard::load::parse(argc, argv);
   } catch (const ringshard::load::BadArgument& e) {
-    std::fprintf(stderr, "ringshard-load: %s\n%s", e.what(), ringshard::load::kUsage);
+    std::fprintf(stderr, "ringshard-load: %s (see --help)\n", e.what());
     return 2;
   }
   if (std::getenv("RINGSHARD_LOG") == nullptr) ringshard::logger().set_level(spdlog::level::warn);
@@ -712,7 +670,7 @@ int main(int argc, char** argv) {
   try {
     return ringshard::load::run_load(options);
   } catch (const ringshard::load::BadArgument& e) {
-    std::fprintf(stderr, "ringshard-load: %s\n%s", e.what(), ringshard::load::kUsage);
+    std::fprintf(stderr, "ringshard-load: %s (see --help)\n", e.what());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringshard-load: %s\n", e.what());

@@ -154,7 +154,7 @@ TEST_CASE("http server: a connection that never sends a byte is closed after the
   MESSAGE("silent connection closed after " << took.count() << " ms (header timeout 200 ms)");
   CHECK(took >= 190ms);
   CHECK(took < 700ms);
-  CHECK(s.stats().header_timeouts.load() >= 1);
+  CHECK(s.stats().header_timeouts.get() >= 1);
 }
 
 TEST_CASE("http server: slowloris, a head sent a byte at a time, is cut off at the header timeout") {
@@ -203,7 +203,7 @@ TEST_CASE("http server: a slow head within the header timeout is answered, and e
     REQUIRE(read_reply(c.get(), r));
     CHECK(r.body == "Hello, World!");
   }
-  CHECK(s.stats().header_timeouts.load() == 0);
+  CHECK(s.stats().header_timeouts.get() == 0);
 }
 
 TEST_CASE("http server: an idle keep-alive connection is closed after the keep-alive timeout") {
@@ -220,7 +220,7 @@ TEST_CASE("http server: an idle keep-alive connection is closed after the keep-a
   MESSAGE("idle keep-alive connection closed after " << took.count() << " ms (keep-alive timeout 200 ms)");
   CHECK(took >= 190ms);
   CHECK(took < 700ms);
-  CHECK(s.stats().keepalive_timeouts.load() == 1);
+  CHECK(s.stats().keepalive_timeouts.get() == 1);
   // Busy connections are not idle: requests every 100 ms for 0.6 s.
   Fd busy = connect_to(s.listener.address());
   for (int i = 0; i < 6; ++i) {
@@ -228,7 +228,7 @@ TEST_CASE("http server: an idle keep-alive connection is closed after the keep-a
     REQUIRE(read_reply(busy.get(), r));
     std::this_thread::sleep_for(100ms);
   }
-  CHECK(s.stats().keepalive_timeouts.load() == 1);
+  CHECK(s.stats().keepalive_timeouts.get() == 1);
 }
 
 TEST_CASE("http server: the request timeout cuts off a body that never completes") {
@@ -241,7 +241,7 @@ TEST_CASE("http server: the request timeout cuts off a body that never completes
   const auto took = until_closed(c.get(), t0);
   CHECK(took >= 290ms);
   CHECK(took < 900ms);
-  CHECK(s.stats().request_timeouts.load() == 1);
+  CHECK(s.stats().request_timeouts.get() == 1);
 }
 
 TEST_CASE("http server: a client that never reads is cut off by the send timeout, one that reads slowly is not") {

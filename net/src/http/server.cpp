@@ -21,6 +21,21 @@ std::chrono::milliseconds tick_for(const ServerOptions& o) {
 }
 }  // namespace
 
+HttpStats* find_stats(Shard& shard) noexcept {
+  ShardExtension* ext = shard.find_extension(kStatsKey);
+  return ext != nullptr ? &static_cast<StatsExtension*>(ext)->stats : nullptr;
+}
+
+void HttpStats::count_response(int status, Clock::time_point dispatched) noexcept {
+  if (status >= 100 && status < 600) ++responses[static_cast<std::size_t>(status / 100 - 1)];
+  if (dispatched == Clock::time_point{}) return;  // no handler ran (404, 405, a malformed request)
+  const double seconds = std::chrono::duration<double>(Clock::now() - dispatched).count();
+  std::size_t bucket = 0;
+  while (bucket < kLatencyBounds.size() && seconds > kLatencyBounds[bucket]) ++bucket;
+  ++latency[bucket];
+  latency_sum_ns += static_cast<std::uint64_t>(seconds * 1e9);
+}
+
 HttpStats& stats_of(Shard& shard) {
   return shard.extension<StatsExtension>(kStatsKey, [] { return std::make_unique<StatsExtension>(); }).stats;
 }
@@ -56,7 +71,7 @@ void HttpConnection::on_drain() {
 void HttpConnection::after_input() {
   const std::uint64_t done = session_.requests();
   if (done != counted_ && stats_ != nullptr) {
-    stats_->requests.fetch_add(done - counted_, std::memory_order_relaxed);
+    stats_->requests += done - counted_;
     counted_ = done;
   }
 }
@@ -89,23 +104,23 @@ void HttpConnection::on_tick(Clock::time_point now) {
   const auto& o = options_;
   if (!mid) {
     if (done > 0 && o.keepalive_timeout.count() > 0 && now - ready_at_ >= o.keepalive_timeout) {
-      stats_->keepalive_timeouts.fetch_add(1, std::memory_order_relaxed);
+      ++stats_->keepalive_timeouts;
       close();  // idle: nothing unread, a plain FIN
       return;
     }
     if (o.header_timeout.count() > 0 && now - ready_at_ >= o.header_timeout) {
-      stats_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+      ++stats_->header_timeouts;
       close();
     }
     return;
   }
   if (session_.reading_head() && o.header_timeout.count() > 0 && now - ready_at_ >= o.header_timeout) {
-    stats_->header_timeouts.fetch_add(1, std::memory_order_relaxed);
+    ++stats_->header_timeouts;
     timed_out();
     return;
   }
   if (o.request_timeout.count() > 0 && now - begun_at_ >= o.request_timeout) {
-    stats_->request_timeouts.fetch_add(1, std::memory_order_relaxed);
+    ++stats_->request_timeouts;
     timed_out();
   }
 }

@@ -169,6 +169,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
     bool http10 = false;
     bool head = false;
     bool keep_alive = true;
+    Clock::time_point dispatched{};  // when the handler was called (none: default)
   };
   struct Slot {
     Info info;
@@ -936,11 +937,12 @@ void SessionCore::message_done() {
   header_raw_ = 0;
   ++requests_;
   const std::uint64_t seq = next_seq_++;
-  const Info info{request_.http_major == 1 && request_.http_minor == 0, request_.method == Method::head,
-                  request_.keep_alive};
-  if (!info.keep_alive) stopped_ = true;  // ignore whatever follows
+  if (!request_.keep_alive) stopped_ = true;  // ignore whatever follows
 
   const Router::Match m = router_.find(request_.method, request_.path);
+  Info info{request_.http_major == 1 && request_.http_minor == 0, request_.method == Method::head,
+            request_.keep_alive, {}};
+  if (m.handler || m.deferred) info.dispatched = Clock::now();
   if (m.handler) {
     Response response;
     try {
@@ -970,7 +972,7 @@ void SessionCore::message_done() {
 void SessionCore::fail(int status) {
   stopped_ = true;
   in_message_ = false;
-  const Info info{http10(), false, false};
+  const Info info{http10(), false, false, {}};
   complete(next_seq_++, info, error_response(status));
 }
 
@@ -1086,6 +1088,7 @@ void SessionCore::serialize(std::string& out, const Info& info, const Response& 
     return serialize(out, info, error_response(500));
   }
   const int status = r.status;
+  out_->on_response(status, info.dispatched);
   const bool bodiless_status = status == 204 || status == 304;
   serialize_head(out, info, r, r.body.size(), false, !info.keep_alive || r.close);
   if (!info.head && !bodiless_status) out += r.body;

@@ -197,6 +197,8 @@ class AskTable {
   [[nodiscard]] std::uint64_t late_answers() const noexcept {
     return late_answers_.load(std::memory_order_relaxed);
   }
+  /// Asks that completed without an answer (timed out, target gone, dropped).
+  [[nodiscard]] std::uint64_t failed() const noexcept { return failed_.get(); }
 
  private:
   static constexpr unsigned kChunkShift = 10;
@@ -215,6 +217,7 @@ class AskTable {
   PendingAsk* free_ = nullptr;
   std::atomic<std::size_t> pending_{0};
   std::atomic<std::uint64_t> late_answers_{0};
+  StatCounter failed_;
 };
 
 /// Marks this thread as running a handler of the actors layer that is
@@ -382,6 +385,9 @@ class ActorTable final : public ShardExtension {
   /// Answers to asks from this shard that came too late (after the deadline,
   /// or after the asking actor stopped) and were dropped.
   [[nodiscard]] std::uint64_t late_answers() const noexcept { return asks_.late_answers(); }
+  /// Asks from this shard that completed without an answer (timed out, target
+  /// gone, dropped). Any thread.
+  [[nodiscard]] std::uint64_t failed_asks() const noexcept { return asks_.failed(); }
 
   // Pools (shard thread).
   detail::ActorTimer* take_timer();

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "ringshard/framework/stat_counter.hpp"
 #include "ringshard/framework/uring.hpp"
 
 namespace ringshard {
@@ -91,6 +92,13 @@ class Timer {
   std::uint64_t seq_ = 0;  // FIFO among equal deadlines
 };
 
+/// What a reactor counts (see stat_counter.hpp: written by the reactor's
+/// thread, read from any).
+struct ReactorStats {
+  StatCounter enters;       ///< io_uring_enter calls (submit, wait, or both)
+  StatCounter completions;  ///< CQEs reaped
+};
+
 struct ReactorOptions {
   unsigned sq_entries = 4096;
   unsigned cq_entries = 0;  ///< 0: 4 x sq_entries
@@ -106,6 +114,10 @@ class Reactor {
   Reactor& operator=(const Reactor&) = delete;
 
   [[nodiscard]] uring::Ring& ring() noexcept { return ring_; }
+  /// Counts into `stats` from now on (a Shard's, which outlives the reactor
+  /// and is read by other threads) instead of the reactor's own.
+  void count_into(ReactorStats& stats) noexcept { stats_ = &stats; }
+  [[nodiscard]] const ReactorStats& stats() const noexcept { return *stats_; }
   /// "DEFER_TASKRUN", "COOP_TASKRUN" or "plain".
   [[nodiscard]] std::string_view mode() const noexcept { return mode_; }
 
@@ -227,6 +239,8 @@ class Reactor {
   // the registration belongs to the registering thread.
   bool ring_fd_registration_tried_ = false;
   uring::Ring ring_;
+  ReactorStats own_stats_;
+  ReactorStats* stats_ = &own_stats_;
   SqeBytes staging_{};
   std::vector<Staged> backlog_;
   std::size_t backlog_head_ = 0;

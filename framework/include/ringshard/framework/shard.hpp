@@ -50,12 +50,15 @@ class ShardExtension {
   virtual void on_shard_stop() {}
 };
 
+/// Written by the shard's thread only, readable from any thread (relaxed).
 struct ShardStats {
-  std::uint64_t tasks_run = 0;
-  std::uint64_t remote_tasks_received = 0;
-  std::uint64_t sleeps = 0;
-  std::uint64_t wakeups_sent = 0;
-  std::uint64_t loop_turns = 0;
+  StatCounter tasks_run;
+  StatCounter remote_tasks_received;
+  StatCounter sleeps;
+  StatCounter wakeups_msg_ring;  ///< sleeping shards this one woke with IORING_OP_MSG_RING
+  StatCounter wakeups_eventfd;   ///< ... or through their eventfd
+  StatCounter loop_turns;
+  ReactorStats ring;             ///< the shard's reactor counts here
 };
 
 class Shard {
@@ -92,6 +95,8 @@ class Shard {
   /// Once stop_requested(): when the drain ends at the latest.
   [[nodiscard]] Clock::time_point drain_deadline() const noexcept;
   [[nodiscard]] const ShardStats& stats() const noexcept { return stats_; }
+  /// Jobs from other shards and threads waiting in the inbox (approximate). Any thread.
+  [[nodiscard]] std::size_t inbox_depth() const noexcept { return inbox_.size_approx(); }
   /// One line of state for diagnostics (racy when read from another thread).
   [[nodiscard]] std::string describe() const;
 
@@ -237,9 +242,6 @@ struct RuntimeOptions {
   /// price of one busy core per shard.
   bool busy_poll = false;
 };
-
-/// Reads `--shards N` (and `--shards=N`) from a command line; 0 when absent.
-unsigned shards_from_args(int argc, char** argv);
 
 class Runtime {
  public:

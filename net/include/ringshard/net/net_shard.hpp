@@ -3,6 +3,7 @@
 // connections, the batched flush, and live counters other threads may read.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "ringshard/framework/shard.hpp"
 #include "ringshard/framework/uring/buffer_ring.hpp"
 #include "ringshard/net/buffers.hpp"
+#include "ringshard/net/close_reason.hpp"
 
 namespace ringshard::net {
 
@@ -60,6 +62,9 @@ class NetShard final : public ShardExtension {
  public:
   static constexpr std::uint16_t kBufferGroup = 0x5253;  // "RS"
   static NetShard& of(Shard& shard);
+  /// The shard's NetShard if it has one (nullptr before its first
+  /// connection or listener). Any thread.
+  static NetShard* find(Shard& shard) noexcept;
 
   explicit NetShard(Shard& shard);
   ~NetShard() override;
@@ -73,12 +78,24 @@ class NetShard final : public ShardExtension {
 
   /// Live connections on this shard (read by listeners on other shards).
   std::atomic<int> connections{0};
+  /// Accepted connections handed to this shard (counted by the listener's shard).
   std::atomic<std::uint64_t> accepted{0};
-  std::atomic<std::uint64_t> closed{0};
+
+  // Counted by this shard's thread alone (StatCounter: no locked
+  // instruction), readable from any thread.
+  /// Connections closed, by reason.
+  [[nodiscard]] std::uint64_t closed_by(CloseReason reason) const noexcept {
+    return closed_[static_cast<std::size_t>(reason)].get();
+  }
+  void count_close(CloseReason reason) noexcept { ++closed_[static_cast<std::size_t>(reason)]; }
+  StatCounter bytes_in;          ///< bytes received on connections
+  StatCounter bytes_out;         ///< bytes sent
+  StatCounter recv_completions;  ///< receive completions that carried data
+  StatCounter send_completions;  ///< send completions
   /// Receives that found the ring empty and fell back to a plain recv.
-  std::atomic<std::uint64_t> buffer_fallbacks{0};
+  StatCounter buffer_fallbacks;
   /// keep_received() calls that copied because the ring was running low.
-  std::atomic<std::uint64_t> kept_copies{0};
+  StatCounter kept_copies;
 
   // ---- shard thread only ----
   void ensure_buffers();
@@ -132,6 +149,7 @@ class NetShard final : public ShardExtension {
   unsigned count_ = 0;
   unsigned size_ = 0;
   unsigned held_ = 0;
+  std::array<StatCounter, static_cast<std::size_t>(CloseReason::timeout) + 1> closed_{};
 };
 
 }  // namespace ringshard::net

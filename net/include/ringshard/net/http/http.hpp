@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ringshard/net/http/message.hpp"
+#include "ringshard/net/http/metrics.hpp"
 #include "ringshard/net/http/responder.hpp"
 #include "ringshard/net/http/router.hpp"
 #include "ringshard/net/http/server.hpp"

@@ -6,6 +6,7 @@
 //   auto l = http::serve(runtime, listen_options, router);
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -60,16 +61,28 @@ struct ServerOptions {
   std::size_t linger_bytes = std::size_t{64} << 20;
 };
 
-/// Per-shard HTTP counters (readable from any thread).
+/// Per-shard HTTP counters: counted by the shard's thread alone (no locked
+/// instruction), readable from any thread.
 struct HttpStats {
-  std::atomic<std::uint64_t> requests{0};
+  StatCounter requests;
   /// Connections cut by a timeout: header (or idle before the first
   /// request), keep-alive idle, request.
-  std::atomic<std::uint64_t> header_timeouts{0};
-  std::atomic<std::uint64_t> keepalive_timeouts{0};
-  std::atomic<std::uint64_t> request_timeouts{0};
+  StatCounter header_timeouts;
+  StatCounter keepalive_timeouts;
+  StatCounter request_timeouts;
+  /// Responses by status class: [0] 1xx ... [4] 5xx.
+  std::array<StatCounter, 5> responses{};
+  /// Handler latency (from the handler's call to its response, deferred
+  /// answers included), in seconds: latency[i] counts those at most
+  /// kLatencyBounds[i] (and above the bound before), the last one the rest.
+  static constexpr std::array<double, 8> kLatencyBounds = {25e-6, 100e-6, 500e-6, 2e-3, 10e-3, 50e-3, 250e-3, 1.0};
+  std::array<StatCounter, kLatencyBounds.size() + 1> latency{};
+  StatCounter latency_sum_ns;
+  void count_response(int status, Clock::time_point dispatched) noexcept;
 };
 HttpStats& stats_of(Shard& shard);
+/// The shard's HttpStats if an HTTP server ever ran there, else nullptr. Any thread.
+HttpStats* find_stats(Shard& shard) noexcept;
 
 class HttpConnection final : public Connection<HttpConnection>, private Output {
  public:
@@ -93,6 +106,9 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   void flush() override;
   void close_after_flush() override { close_lingering(); }
   void pause_input(bool paused) override;
+  void on_response(int status, Clock::time_point dispatched) override {
+    if (stats_ != nullptr) stats_->count_response(status, dispatched);
+  }
   /// Backpressure: no further request is dispatched while the unsent bytes
   /// (queued, or written but not flushed yet) are above the high watermark.
   [[nodiscard]] bool congested() const override {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string_view>
 
+#include "ringshard/framework/reactor.hpp"
 #include "ringshard/net/http/message.hpp"
 #include "ringshard/net/http/responder.hpp"
 #include "ringshard/net/http/router.hpp"
@@ -63,6 +64,10 @@ struct Output {
     write(std::string_view(reinterpret_cast<const char*>(bytes.bytes().data()), bytes.size()));
   }
   virtual void pause_input(bool /*paused*/) {}
+  /// A response's head is being written (any answer form, errors too):
+  /// its status, and when its handler was called (a default time point for
+  /// an answer no handler made: 404, 405, a malformed request). For metrics.
+  virtual void on_response(int /*status*/, Clock::time_point /*dispatched*/) {}
   virtual ~Output() = default;
 };
 
