@@ -1,7 +1,7 @@
 // ringshard-tally: a line protocol of counters, written as coroutines.
 //
 //   ringshard-tally [--host 127.0.0.1] [--port 0] [--shards N] [--policy round-robin|least-connections|reuse-port]
-//                   [--idle-timeout SECONDS]
+//                   [--idle-timeout SECONDS] [--metrics-port PORT]
 //
 // Every counter is owned by one shard (a hash of its name); a connection, on
 // whatever shard the listener gave it, runs each command where the counter
@@ -33,6 +33,7 @@
 
 #include "ringshard/framework/submit_to.hpp"
 #include "ringshard/framework/when_all.hpp"
+#include "common/cli.hpp"
 #include "ringshard/net/stream.hpp"
 
 namespace {
@@ -138,47 +139,30 @@ Task<> client(net::Stream s) {
   }
 }
 
-[[noreturn]] void usage(const char* error) {
-  std::fprintf(stderr,
-               "%s\nusage: ringshard-tally [--host 127.0.0.1] [--port 0] [--shards N] "
-               "[--policy round-robin|least-connections|reuse-port] [--idle-timeout SECONDS]\n",
-               error);
-  std::exit(2);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  unsigned port = 0;
+  CLI::App app("ringshard-tally: counters owned by shards, a line protocol written as coroutines", "ringshard-tally");
+  samples::ServerFlags flags;
+  flags.add_to(app, {.buffers = false});
+  unsigned idle_seconds = 300;
+  app.add_option("--idle-timeout", idle_seconds, "seconds a connection may stay idle before it is closed")
+      ->check(CLI::Range(1u, 86'400u))
+      ->capture_default_str();
+  samples::parse_or_exit(app, argc, argv);
+  g_idle_timeout = std::chrono::seconds(idle_seconds);
   net::ListenOptions listen;
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
-        return argv[++i];
-      };
-      if (arg == "--host") host = value();
-      else if (arg == "--port") port = static_cast<unsigned>(std::stoul(value()));
-      else if (arg == "--shards") value();  // read by shards_from_args
-      else if (arg == "--policy") listen.policy = net::parse_policy(value());
-      else if (arg == "--idle-timeout") g_idle_timeout = std::chrono::seconds(std::stoul(value()));
-      else usage(("unknown argument " + arg).c_str());
-    }
-    listen.address = host.find(':') != std::string::npos ? net::Address::ipv6(host, static_cast<std::uint16_t>(port))
-                                                         : net::Address::ipv4(host, static_cast<std::uint16_t>(port));
-  } catch (const std::exception& e) {
-    usage(e.what());
-  }
+  listen.address = flags.address(app);
+  listen.policy = flags.policy;
   try {
     RuntimeOptions options;
-    options.shards = shards_from_args(argc, argv);
+    options.shards = flags.shards;
     Runtime runtime(options);
     runtime.start();
     auto listener = net::serve(runtime, listen, client);
     std::printf("listening on %s\n", listener.address().to_string().c_str());
     std::fflush(stdout);
+    flags.serve_metrics(app, runtime);
     runtime.run();
     return 0;
   } catch (const std::exception& e) {

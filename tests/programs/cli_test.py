@@ -30,6 +30,8 @@ CASES = {
     "ringshard-kv": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-query", "--metrics-port"],
                      [(["--port", "x"], "--port"), (["--max-pending", "0"], "--max-pending"),
                       (["--sweep-interval", "soon"], "--sweep-interval")]),
+    "ringshard-tally": (["--host", "--port", "--shards", "--policy", "--idle-timeout", "--metrics-port"],
+                        [(["--idle-timeout", "0"], "--idle-timeout"), (["--port", "x"], "--port")]),
     "ringshard-pingpong": (["--shards", "--actors", "--messages", "--busy-poll"],
                            [(["--messages", "x"], "--messages"), (["--actors", "0"], "--actors")]),
     "ringshard-cp": (["--qd", "--bs", "SRC", "DST"],
