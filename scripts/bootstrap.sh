@@ -16,6 +16,7 @@ packages=(
   libconcurrentqueue-dev  # cross-shard queues (moodycamel)
   libbenchmark-dev        # micro-benchmarks (Google Benchmark)
   node-llhttp             # HTTP/1.1 parser sources (/usr/share/llhttp)
+  nlohmann-json3-dev      # JSON for HTTP handlers (http/json.hpp, optional; tests and samples)
   # load generators and comparison servers
   curl wrk apache2-utils nghttp2-client nginx-light
   redis-server redis-tools  # ringshard-kv: compared with redis-server, driven by redis-cli/redis-benchmark
