@@ -45,6 +45,13 @@ struct ServerOptions {
   /// dropped. Applied as the connections' ConnectionOptions::send_timeout.
   /// (nginx: send_timeout, 60 s.)
   std::chrono::milliseconds send_timeout{30000};
+  /// A deferred handler holding its Responder this long after its request
+  /// was dispatched gets 504 sent for it (the error hook's body, if any), so
+  /// that one stuck answer does not hold the responses pipelined behind it;
+  /// its own answer, when it comes, is dropped. Checked on the connection's
+  /// tick like the others: fires between this and this plus a tick or two.
+  /// (nginx: proxy_read_timeout, 60 s.)
+  std::chrono::milliseconds response_timeout{30000};
   /// A connection the server closes (after `Connection: close`, an error
   /// such as 413 or 400, a closing stream) closes lingeringly: the response
   /// goes out, the sending side is shut down, and what the client still
@@ -68,6 +75,8 @@ struct HttpStats {
   std::atomic<std::uint64_t> header_timeouts{0};
   std::atomic<std::uint64_t> keepalive_timeouts{0};
   std::atomic<std::uint64_t> request_timeouts{0};
+  /// Deferred answers replaced by a 504 (ServerOptions::response_timeout).
+  std::atomic<std::uint64_t> response_timeouts{0};
 };
 HttpStats& stats_of(Shard& shard);
 
@@ -84,7 +93,7 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   /// progress writes more, and the session carries on with the pipelined
   /// requests it held back.
   void on_drain() override;
-  /// The header, keep-alive and request timeouts.
+  /// The header, keep-alive, request and response timeouts.
   void on_tick(Clock::time_point now) override;
 
  private:
