@@ -293,6 +293,21 @@ bool Router::walk(Walk& w, std::uint32_t node_index, std::size_t at, std::size_t
 // those matching the path (their own Allow when one matched).
 Router::Match Router::find_in(Method method, std::string_view path, std::string_view raw, std::size_t encoded_slash,
                               Request* req) const noexcept {
+  // Exact paths: a path with an encoded slash is never one (its '/' there
+  // would be a separator in the route).
+  const Route* exact = nullptr;
+  if (encoded_slash == std::string_view::npos) {
+    if (exact_list_.size() <= linear_limit) {
+      for (std::size_t i : exact_list_)
+        if (routes_[i].pattern == path) exact = &routes_[i];
+    } else if (auto it = exact_.find(path); it != exact_.end()) {
+      exact = &routes_[it->second];
+    }
+    if (exact) {
+      Match m = match_in(*exact, method);
+      if (m.status == 0 || (nodes_.empty() && prefixes_.empty())) return m;
+    }
+  }
   Walk w;
   w.method = method;
   w.path = path;
@@ -303,22 +318,7 @@ Router::Match Router::find_in(Method method, std::string_view path, std::string_
     w.methods |= r.methods;
     ++w.matched;
   };
-  // Exact paths: a path with an encoded slash is never one (its '/' there
-  // would be a separator in the route).
-  if (encoded_slash == std::string_view::npos) {
-    const Route* exact = nullptr;
-    if (exact_list_.size() <= linear_limit) {
-      for (std::size_t i : exact_list_)
-        if (routes_[i].pattern == path) exact = &routes_[i];
-    } else if (auto it = exact_.find(path); it != exact_.end()) {
-      exact = &routes_[it->second];
-    }
-    if (exact) {
-      Match m = match_in(*exact, method);
-      if (m.status == 0 || (nodes_.empty() && prefixes_.empty())) return m;
-      lacks_method(*exact);
-    }
-  }
+  if (exact) lacks_method(*exact);
   if (!nodes_.empty() && !path.empty() && path.front() == '/' && walk(w, 0, 1, 1, 0)) {
     if (req) {
       const std::size_t n = w.route->params.size();
