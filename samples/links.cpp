@@ -92,7 +92,7 @@ std::shared_ptr<http::Router> make_router(actors::ActorRef<Links> links, std::st
   router->on_error([](int status, const http::Request&) { return error(status, http::reason_phrase(status)); });
 
   // A request id on every response: a counter per shard, no lock.
-  router->use({.before = {}, .after = [](const http::Request&, http::Response& r) {
+  router->use({.after = [](const http::Request&, http::Response& r) {
                  thread_local std::uint64_t n = 0;
                  r.header("X-Request-Id", std::to_string(++n));
                }});
@@ -143,8 +143,7 @@ std::shared_ptr<http::Router> make_router(actors::ActorRef<Links> links, std::st
       .before = [token = std::move(token)](http::Request& req) -> std::optional<http::Response> {
         if (req.header("Authorization") == "Bearer " + token) return std::nullopt;
         return std::move(error(401, "a bearer token is required").header("WWW-Authenticate", "Bearer"));
-      },
-      .after = {}};
+      }};
   router->del("/links/{id}", [links](http::Request& req, http::Responder respond) {
     actors::ask(links, Remove{std::string(req.param("id"))},
                 [respond = std::move(respond)](actors::AskResult<bool> removed) mutable {

@@ -302,15 +302,14 @@ TEST_CASE("http api: before hooks answer early, after hooks add headers, global 
         return http::Response::text(401, "token required\n").header("WWW-Authenticate", "Bearer");
       },
       .after = [](const http::Request&, http::Response& resp) { resp.header("X-Route", "admin"); }};
-  r->use({.before = {}, .after = [&](const http::Request& q, http::Response& resp) {
+  r->use({.after = [&](const http::Request& q, http::Response& resp) {
             resp.header("X-Request-Id", std::to_string(++next_id));
             log.push_back(std::string(q.method_name) + " " + std::string(q.target) + " " + std::to_string(resp.status));
           }});
   r->use({.before = [](http::Request& q) -> std::optional<http::Response> {
             if (q.query_param("block")) return http::Response::text(403, "blocked\n");
             return std::nullopt;
-          },
-          .after = {}});
+          }});
   r->del("/links/{id}", [&](http::Request& q) {
     ++handled;
     return http::Response::text(200, "deleted " + std::string(q.param("id")));

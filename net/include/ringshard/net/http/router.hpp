@@ -23,6 +23,22 @@
 
 namespace ringshard::net::http {
 
+/// Runs before a handler; a Response it returns is the answer, and the
+/// handler (and the before hooks after this one) do not run: an early 401,
+/// say.
+using BeforeHook = std::function<std::optional<Response>(Request&)>;
+/// Runs on the response before it goes out (it may add headers: a request
+/// id, or log). For an answer given later through a Responder it runs when
+/// the answer comes, and the Request it sees then holds the method, target,
+/// path, query and version only (no headers, body or parameters: their
+/// buffers are gone).
+using AfterHook = std::function<void(const Request&, Response&)>;
+/// A pair of hooks, either may be empty: `{.before = f}`, `{.after = g}`.
+struct Middleware {
+  BeforeHook before = {};  // (initialisers: g++ warns about a designator left out otherwise)
+  AfterHook after = {};
+};
+
 class Router {
  public:
   /// Answers at once: the returned Response is the answer.
@@ -30,21 +46,9 @@ class Router {
   /// Answers now or later through the Responder.
   using DeferredHandler = std::function<void(Request&, Responder)>;
 
-  /// Runs before a handler; a Response it returns is the answer, and the
-  /// handler (and the before hooks after this one) do not run: an early 401,
-  /// say.
-  using Before = std::function<std::optional<Response>(Request&)>;
-  /// Runs on the response before it goes out (it may add headers: a request
-  /// id, or log). For an answer given later through a Responder it runs when
-  /// the answer comes, and the Request it sees then holds the method,
-  /// target, path, query and version only (no headers, body or parameters:
-  /// their buffers are gone).
-  using After = std::function<void(const Request&, Response&)>;
-  /// A pair of hooks, either may be empty.
-  struct Middleware {
-    Before before;
-    After after;
-  };
+  using Before = http::BeforeHook;
+  using After = http::AfterHook;
+  using Middleware = http::Middleware;
   /// Makes the response of a status the server answers by itself: 404 and
   /// 405 from the routes, 400 (a malformed request, an invalid escape), 413,
   /// 414, 431, 500 (a handler or hook that threw, a Responder dropped, a
