@@ -352,6 +352,7 @@ TEST_CASE("http api: before hooks answer early, after hooks add headers, global 
   CHECK(handled.load() == 1);
   c.fd = Fd();
   s.rt.stop();
+  s.rt.wait();  // the shard wrote `log`: read it once its thread is done
   CHECK(log == std::vector<std::string>{"DELETE /links/a 401", "DELETE /links/b 200", "DELETE /links/c?block=1 403",
                                         "GET /nowhere 404", "GET /hold/7?x=%41 200", "GET /release 200"});
 }
@@ -444,4 +445,26 @@ TEST_CASE("http api: redirects carry a Location that cannot split the response")
     CAPTURE(status);
     CHECK_THROWS_AS((void)http::Response::redirect(status, "/"), std::invalid_argument);
   }
+}
+
+TEST_CASE("http session: after hooks of a deferred answer see the kept request, absolute-form targets included") {
+  http::Router router;
+  std::vector<http::Responder> held;
+  std::vector<std::string> seen;
+  router.use({.after = [&](const http::Request& q, http::Response&) {
+    seen.push_back(std::string(q.method_name) + "|" + std::string(q.target) + "|" + std::string(q.raw_path) + "|" +
+                   std::string(q.path) + "|" + std::string(q.query));
+  }});
+  router.get("/", [&](http::Request&, http::Responder r) { held.push_back(std::move(r)); });
+  router.get("/x/{id}", [&](http::Request&, http::Responder r) { held.push_back(std::move(r)); });
+  test::http::FakeOutput out;
+  http::Session s(router, http::Limits{}, out);
+  s.feed("GET http://example.org HTTP/1.1\r\nHost: example.org\r\n\r\n"
+         "GET http://example.org/x/a%20b?q=1 HTTP/1.1\r\nHost: example.org\r\n\r\n"
+         "GET /x/c HTTP/1.1\r\nHost: x\r\n\r\n");
+  REQUIRE(held.size() == 3);
+  for (auto& r : held) r(http::Response::text(200, "ok"));
+  CHECK(test::http::parse_responses(out.bytes).size() == 3);
+  CHECK(seen == std::vector<std::string>{"GET|http://example.org|/|/|", "GET|http://example.org/x/a%20b?q=1|/x/a%20b|/x/a b|q=1",
+                                         "GET|/x/c|/x/c|/x/c|"});
 }

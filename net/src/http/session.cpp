@@ -1055,11 +1055,14 @@ void SessionCore::keep_request(Slot& slot, const Router::Middleware* middleware)
   slot.request.assign(r.target);
   slot.request.append(r.path);
   slot.target_len = static_cast<std::uint32_t>(r.target.size());
-  slot.raw_path_off = static_cast<std::uint32_t>(r.raw_path.data() - r.target.data());
-  slot.raw_path_len = static_cast<std::uint32_t>(r.raw_path.size());
-  slot.query_off = static_cast<std::uint32_t>(r.query.data() - r.target.data());
+  // The raw path is inside the target, but for an absolute form without a
+  // path ("http://host"), where it is "/" on its own.
+  const bool inside = r.raw_path.data() >= r.target.data() &&
+                      r.raw_path.data() + r.raw_path.size() <= r.target.data() + r.target.size();
+  slot.raw_path_off = inside ? static_cast<std::uint32_t>(r.raw_path.data() - r.target.data()) : 0;
+  slot.raw_path_len = inside ? static_cast<std::uint32_t>(r.raw_path.size()) : 0;
+  slot.query_off = r.query.empty() ? 0 : static_cast<std::uint32_t>(r.query.data() - r.target.data());
   slot.query_len = static_cast<std::uint32_t>(r.query.size());
-  if (r.query.empty()) slot.query_off = 0;
   slot.copied = true;
 }
 
@@ -1071,10 +1074,11 @@ void SessionCore::view_of(const Slot& slot, Request& view) const noexcept {
   const std::string_view all = slot.request;
   view.method = slot.method;
   view.method_name = slot.method_name;
-  view.target = all.substr(0, slot.target_len);
-  view.path = all.substr(slot.target_len);
-  view.raw_path = view.target.substr(slot.raw_path_off, slot.raw_path_len);
-  view.query = view.target.substr(slot.query_off, slot.query_len);
+  view.target = std::string_view(all.data(), slot.target_len);
+  view.path = std::string_view(all.data() + slot.target_len, all.size() - slot.target_len);
+  view.raw_path = slot.raw_path_len != 0 ? std::string_view(all.data() + slot.raw_path_off, slot.raw_path_len)
+                                         : std::string_view("/");
+  view.query = std::string_view(all.data() + slot.query_off, slot.query_len);
 }
 
 void SessionCore::run_after(const Router::Middleware* route, const Request& req, Response& response) {
