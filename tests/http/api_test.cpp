@@ -218,7 +218,7 @@ TEST_CASE("http api: query parameters are percent-decoded with + as a space") {
   CHECK(c.get("/search?&&n=&q=%E2%82%AC").body == "\xE2\x82\xAC||<absent>|<absent>|<absent>|");
 }
 
-TEST_CASE("http request: a decoded query value stays valid across lookups") {
+TEST_CASE("http request: a decoded query value stays valid across lookups, and the decoding helpers") {
   http::Request q;
   q.query = "a=x%20y&b=1+2&a=z";
   const auto a = q.query_param("a");
@@ -230,6 +230,19 @@ TEST_CASE("http request: a decoded query value stays valid across lookups") {
   CHECK(*b == "1 2");
   CHECK(a2 == a);
   CHECK(*a == "x y");
+  std::string out;
+  CHECK(http::percent_decode("a%2Fb+c%7e", out));
+  CHECK(out == "a/b+c~");
+  out.clear();
+  CHECK(http::percent_decode("a+b", out, true));
+  CHECK(out == "a b");
+  out.clear();
+  CHECK_FALSE(http::percent_decode("ok%g1", out));
+  CHECK(out == "ok");
+  CHECK(http::valid_escapes("%41%2f-100"));
+  CHECK_FALSE(http::valid_escapes("100%"));
+  CHECK_FALSE(http::valid_escapes("%4"));
+  CHECK_FALSE(http::valid_escapes("%zz"));
 }
 
 TEST_CASE("http api: the error hook makes the bodies of 404, 405, 413 and 500") {
@@ -320,11 +333,11 @@ TEST_CASE("http api: before hooks answer early, after hooks add headers, global 
     std::string id;
     http::Responder respond;
   };
-  static thread_local std::vector<Held> held;
-  r->get("/hold/{id}", [](http::Request& q, http::Responder respond) {
+  std::vector<Held> held;  // used on the shard only, empty once /release ran
+  r->get("/hold/{id}", [&held](http::Request& q, http::Responder respond) {
     held.push_back(Held{std::string(q.param("id")), std::move(respond)});
   });
-  r->get("/release", [](http::Request&) {
+  r->get("/release", [&held](http::Request&) {
     for (Held& h : held) h.respond(http::Response::text(200, "later " + h.id));
     held.clear();
     return http::Response::text(200, "released");
@@ -359,9 +372,9 @@ TEST_CASE("http api: before hooks answer early, after hooks add headers, global 
 
 TEST_CASE("http api: a deferred answer held past the response timeout gets 504, and the requests behind it go on") {
   auto r = link_routes();
-  static thread_local std::vector<http::Responder> stuck;
-  r->get("/stuck", [](http::Request&, http::Responder respond) { stuck.push_back(std::move(respond)); });
-  r->get("/late-answer", [](http::Request&) {
+  std::vector<http::Responder> stuck;  // used on the shard only, empty once /late-answer ran
+  r->get("/stuck", [&stuck](http::Request&, http::Responder respond) { stuck.push_back(std::move(respond)); });
+  r->get("/late-answer", [&stuck](http::Request&) {
     // The stuck Responder answers now: dropped, its request had its 504.
     const bool alive = !stuck.empty() && stuck.front().session_alive();
     for (auto& h : stuck) h(http::Response::text(200, "too late"));
