@@ -17,6 +17,7 @@ packages=(
   libbenchmark-dev        # micro-benchmarks (Google Benchmark)
   node-llhttp             # HTTP/1.1 parser sources (/usr/share/llhttp)
   libcli11-dev            # the samples' command lines (CLI11, header-only)
+  nlohmann-json3-dev      # JSON for HTTP handlers (http/json.hpp, optional; tests and samples)
   # load generators and comparison servers
   curl wrk apache2-utils nghttp2-client nginx-light
   redis-server redis-tools  # ringshard-kv: compared with redis-server, driven by redis-cli/redis-benchmark

@@ -32,6 +32,8 @@ CASES = {
                       (["--sweep-interval", "soon"], "--sweep-interval")]),
     "ringshard-tally": (["--host", "--port", "--shards", "--policy", "--idle-timeout", "--metrics-port"],
                         [(["--idle-timeout", "0"], "--idle-timeout"), (["--port", "x"], "--port")]),
+    "ringshard-links": (["--host", "--port", "--shards", "--token", "--response-timeout", "--metrics-port"],
+                        [(["--response-timeout", "soon"], "--response-timeout"), (["--shards", "x"], "--shards")]),
     "ringshard-pingpong": (["--shards", "--actors", "--messages", "--busy-poll"],
                            [(["--messages", "x"], "--messages"), (["--actors", "0"], "--actors")]),
     "ringshard-cp": (["--qd", "--bs", "SRC", "DST"],

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <ctime>
+#include <stdexcept>
 
 namespace ringshard::net::http {
 
@@ -38,6 +39,127 @@ std::optional<std::string_view> Request::header(std::string_view name) const noe
   return std::nullopt;
 }
 
+namespace {
+constexpr int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+// The escape at s[i] ('%'), or -1 when it is not '%' and two hex digits.
+int escape_at(std::string_view s, std::size_t i) noexcept {
+  if (i + 2 >= s.size()) return -1;
+  const int hi = hex_value(s[i + 1]);
+  const int lo = hex_value(s[i + 2]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+// Whether `raw` (a query name, '+' a space, escapes valid or copied as they
+// are) decodes to `name`.
+bool decodes_to(std::string_view raw, std::string_view name) noexcept {
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < raw.size(); ++i, ++j) {
+    char c = raw[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%') {
+      if (const int v = escape_at(raw, i); v >= 0) {
+        c = static_cast<char>(v);
+        i += 2;
+      }
+    }
+    if (j >= name.size() || name[j] != c) return false;
+  }
+  return j == name.size();
+}
+}  // namespace
+
+bool valid_escapes(std::string_view s) noexcept {
+  for (std::size_t i = s.find('%'); i != std::string_view::npos; i = s.find('%', i + 3))
+    if (escape_at(s, i) < 0) return false;
+  return true;
+}
+
+bool percent_decode(std::string_view in, std::string& out, bool plus_as_space) {
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      const int v = escape_at(in, i);
+      if (v < 0) return false;
+      out += static_cast<char>(v);
+      i += 2;
+    } else {
+      out += plus_as_space && c == '+' ? ' ' : c;
+    }
+  }
+  return true;
+}
+
+std::string_view Request::param(std::string_view name) const noexcept {
+  for (std::size_t i = 0; i < param_count_; ++i)
+    if (params_[i].name == name) return params_[i].value;
+  return {};
+}
+
+bool Request::set_path(std::string_view raw) {
+  raw_path = raw;
+  path = raw;
+  encoded_slash_ = std::string_view::npos;
+  param_count_ = 0;
+  if (raw.find('%') == std::string_view::npos) return true;  // nothing to decode: no copy
+  path_storage_.clear();
+  path_storage_.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '%') {
+      const int v = escape_at(raw, i);
+      if (v <= 0) return false;  // invalid, or NUL
+      c = static_cast<char>(v);
+      if (c == '/' && encoded_slash_ == std::string_view::npos) encoded_slash_ = path_storage_.size();
+      i += 2;
+    }
+    path_storage_ += c;
+  }
+  path = path_storage_;
+  return true;
+}
+
+std::optional<std::string_view> Request::query_param(std::string_view name) const {
+  const std::string_view q = query;
+  std::size_t pos = 0;
+  while (pos <= q.size()) {
+    std::size_t amp = q.find('&', pos);
+    if (amp == std::string_view::npos) amp = q.size();
+    const std::string_view pair = q.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (pair.empty()) continue;
+    const std::size_t eq = pair.find('=');
+    if (!decodes_to(pair.substr(0, eq), name)) continue;
+    if (eq == std::string_view::npos) return std::string_view();
+    const std::string_view raw = pair.substr(eq + 1);
+    if (raw.find_first_of("%+") == std::string_view::npos) return raw;
+    // Decoded in place of the raw value, in storage as long as the query:
+    // the decoded form is never longer, and a second lookup writes the same
+    // bytes again, so earlier views stay valid.
+    if (query_storage_.size() != q.size()) query_storage_.resize(q.size());
+    char* const out = query_storage_.data() + (raw.data() - q.data());
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      char c = raw[i];
+      if (c == '+') {
+        c = ' ';
+      } else if (c == '%') {
+        if (const int v = escape_at(raw, i); v >= 0) {
+          c = static_cast<char>(v);
+          i += 2;
+        }
+      }
+      out[n++] = c;
+    }
+    return std::string_view(out, n);
+  }
+  return std::nullopt;
+}
+
 Response Response::text(int status, std::string body, std::string_view content_type) {
   Response r(status, std::move(body));
   r.content_type.assign(content_type);
@@ -45,6 +167,15 @@ Response Response::text(int status, std::string body, std::string_view content_t
 }
 
 Response Response::json(int status, std::string body) { return text(status, std::move(body), "application/json"); }
+
+Response Response::redirect(int status, std::string_view location) {
+  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
+    throw std::invalid_argument("ringshard::net::http::Response::redirect: status " + std::to_string(status) +
+                                " is not a redirect (301, 302, 303, 307 or 308)");
+  Response r(status);
+  r.header("Location", location);
+  return r;
+}
 
 Response& Response::header(std::string_view name, std::string_view value) {
   headers.emplace_back(std::string(name), std::string(value));

@@ -13,7 +13,7 @@ struct StatsExtension final : ShardExtension {
 // A quarter of the shortest timeout: each fires at most a quarter late.
 std::chrono::milliseconds tick_for(const ServerOptions& o) {
   std::chrono::milliseconds shortest = std::chrono::milliseconds::max();
-  for (const auto t : {o.header_timeout, o.keepalive_timeout, o.request_timeout}) {
+  for (const auto t : {o.header_timeout, o.keepalive_timeout, o.request_timeout, o.response_timeout}) {
     if (t.count() > 0) shortest = std::min(shortest, t);
   }
   if (shortest == std::chrono::milliseconds::max()) return std::chrono::milliseconds(0);
@@ -83,6 +83,10 @@ void HttpConnection::after_input() {
 // first tick that saw it, and the request's bytes at the first tick that saw
 // the request begun. A phase seen late only makes the timeout later.
 void HttpConnection::on_tick(Clock::time_point now) {
+  if (options_.response_timeout.count() > 0 && session_.pending() > 0) {
+    if (const std::size_t n = session_.expire(now, options_.response_timeout); n > 0)
+      stats_->response_timeouts += n;
+  }
   const bool busy = session_.pending() > 0 || session_.paused() || session_.closing() || !out_.empty() ||
                     pending_send_bytes() > 0;
   if (busy) {

@@ -110,7 +110,9 @@
 #include <array>
 #include <cassert>
 #include <charconv>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -143,6 +145,12 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   void resume();
   void end_of_input();
   void answer(std::uint64_t seq, Response&& response);
+  void answer_error(std::uint64_t seq, int status);
+  [[nodiscard]] bool owes(std::uint64_t seq) noexcept {
+    const Slot* s = slots_.find(seq);
+    return s && !s->ready && !closed_ && !close_pending_;
+  }
+  std::size_t expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
   BodyStream answer_stream(std::uint64_t seq, Response&& head, std::optional<std::size_t> length,
                            StreamProducer producer);
   bool stream_write(StreamState& st, std::string_view bytes, SharedBuffer* shared);
@@ -176,13 +184,26 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
     bool ready = false;
     bool closes = false;
     bool send_continue = false;  // write "100 Continue" right after this response
+    bool seen = false;           // the response deadline's first look at it (expire)
+    bool after = false;          // after hooks run on the answer
+    bool copied = false;         // `request` holds the request's target and path
     std::string bytes;
     std::shared_ptr<StreamState> stream;  // a streamed response (ready once its head is known)
+    std::chrono::steady_clock::time_point seen_at{};
+    // What the hooks of a later answer see of the request: the target, then
+    // the decoded path, in one reused string.
+    const Router::Middleware* middleware = nullptr;
+    Method method = Method::get;
+    std::string_view method_name;
+    std::string request;
+    std::uint32_t target_len = 0, raw_path_off = 0, raw_path_len = 0, query_off = 0, query_len = 0;
     void reset() noexcept {
       info = Info{};
-      ready = closes = send_continue = false;
+      ready = closes = send_continue = seen = after = copied = false;
       bytes.clear();  // keeps its capacity for the next response
+      request.clear();
       stream.reset();
+      middleware = nullptr;
     }
   };
   struct Span {
@@ -238,6 +259,10 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   void headers_done();
   void message_done();
   void fail(int status);
+  void finish_request() noexcept;
+  void keep_request(Slot& slot, const Router::Middleware* middleware);
+  void view_of(const Slot& slot, Request& view) const noexcept;
+  void run_after(const Router::Middleware* route, const Request& req, Response& response);
   void complete(std::uint64_t seq, const Info& info, Response&& response);
   void serialize(std::string& out, const Info& info, const Response& r);
   void serialize_head(std::string& out, const Info& info, const Response& r, std::optional<std::size_t> length,
@@ -269,6 +294,9 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   bool in_field_ = false;
   bool in_value_ = false;
   bool version_seen_ = false;
+  bool head_ready_ = false;  // request_ describes the request being read (its head is complete)
+  bool bad_target_ = false;  // an invalid escape in the path or query: 400 once the request is complete
+  bool hooks_after_ = false; // some global middleware has an after hook
   int error_status_ = 0;        // set by a callback that fails the parse
   std::size_t header_raw_ = 0;  // bytes received since the last request ended, while in a header block
   std::size_t trailer_raw_ = 0; // bytes of the trailer section received so far
@@ -343,10 +371,10 @@ void append_uint(std::string& out, std::size_t v) {
   out.append(buf, static_cast<std::size_t>(res.ptr - buf));
 }
 
-Response error_response(int status) {
-  std::string body(reason_phrase(status));
-  body += '\n';
-  return Response::text(status, std::move(body));
+// What the error hook sees for a request refused before its head was read.
+const Request& blank_request() noexcept {
+  static const Request blank;
+  return blank;
 }
 
 // tchar (RFC 9110 5.6.2).
@@ -520,6 +548,7 @@ llhttp_settings_t SessionCore::make_settings() noexcept {
 
 SessionCore::SessionCore(const Router& router, Limits limits, Output& output)
     : router_(router), limits_(limits), out_(&output) {
+  for (const Router::Middleware& m : router_.middleware()) hooks_after_ |= static_cast<bool>(m.after);
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
   // The lenient flags and why: see the top of this file.
@@ -540,6 +569,7 @@ int SessionCore::on_message_begin(llhttp_t* p) noexcept {
   s.in_field_ = false;
   s.in_value_ = false;
   s.version_seen_ = false;
+  s.head_ready_ = false;
   s.url_len_ = 0;
   s.field_len_ = 0;
   s.trailers_ = 0;
@@ -862,10 +892,8 @@ int SessionCore::check_request() const noexcept {
 }
 
 void SessionCore::headers_done() {
-  if (header_raw_ > limits_.max_header_bytes) return fail(431);
-  if (const int status = check_request(); status != 0) return fail(status);
-  const bool chunked = (parser_.flags & F_CHUNKED) != 0;
-
+  // The request's fields first (views only, nothing copied but an escaped
+  // path), so that the error hook of a refusal sees them.
   Request& r = request_;
   r.method = to_method(parser_.method);
   r.method_name = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
@@ -886,18 +914,26 @@ void SessionCore::headers_done() {
   }
   std::size_t q = 0;
   while (q < target.size() && target[q] != '?' && target[q] != '#') ++q;
-  r.path = target.substr(0, q);
   r.query = {};
   if (q < target.size() && target[q] == '?') {
     const std::string_view rest = target.substr(q + 1);
     r.query = rest.substr(0, rest.find('#'));
   }
+  r.query_storage_.clear();
+  // Decoded once for the router; an invalid escape is answered 400 once the
+  // request is complete (its framing is sound: the connection goes on).
+  bad_target_ = !r.set_path(target.substr(0, q)) || !valid_escapes(r.query);
   r.headers.clear();
   for (const Span& s : spans_)
     r.headers.push_back(Header{{base + s.name_off, s.name_len}, {base + s.value_off, s.value_len}});
   // Nothing is reserved for the body: it grows as its bytes arrive (a
   // declared length is only a claim).
   r.body.clear();
+  head_ready_ = true;
+
+  if (header_raw_ > limits_.max_header_bytes) return fail(431);
+  if (const int status = check_request(); status != 0) return fail(status);
+  const bool chunked = (parser_.flags & F_CHUNKED) != 0;
 
   // Expect: 100-continue, when a body is to come (HTTP/1.1 only).
   if ((chunked || parser_.content_length > 0) && !http10()) {
@@ -939,41 +975,135 @@ void SessionCore::message_done() {
   const std::uint64_t seq = next_seq_++;
   if (!request_.keep_alive) stopped_ = true;  // ignore whatever follows
 
-  const Router::Match m = router_.find(request_.method, request_.path);
   Info info{request_.http_major == 1 && request_.http_minor == 0, request_.method == Method::head,
             request_.keep_alive, {}};
-  if (m.handler || m.deferred) info.dispatched = Clock::now();
-  if (m.handler) {
-    Response response;
-    try {
-      response = (*m.handler)(request_);
-    } catch (...) {
-      log_handler_exception(request_);
-      response = error_response(500);
-    }
-    complete(seq, info, std::move(response));
-  } else if (m.deferred) {
-    Slot& slot = slots_.push().first;
-    slot.info = info;
-    try {
-      (*m.deferred)(request_, Responder(weak_from_this(), seq));
-    } catch (...) {
-      // The Responder was destroyed with the handler's frame: 500 if unanswered.
-      log_handler_exception(request_);
-    }
+
+  // Global before hooks, the route's, the handler, the route's after hooks,
+  // the global ones; a before hook that answers ends the way in. Without
+  // hooks this is the find and the handler call.
+  Request& req = request_;
+  Router::Match m;
+  if (bad_target_) {
+    m.status = 400;
   } else {
-    Response response = error_response(m.status);
-    if (m.status == 405) response.header("Allow", m.allow);
-    complete(seq, info, std::move(response));
+    m = router_.find(req.method, req);
   }
+  if (m.status == 0) info.dispatched = Clock::now();  // the handler latency counts from here
+  Response response;
+  const Router::Middleware* route_hooks = m.middleware;  // run only once the way reached the route
+  if (m.status != 0) {
+    response = router_.error_response(m.status, req);
+    if (m.status == 405) response.header("Allow", m.allow);
+  } else {
+    std::optional<Response> early;
+    if (!router_.middleware().empty() || (m.middleware && m.middleware->before)) {
+      try {
+        for (const Router::Middleware& g : router_.middleware()) {
+          if (g.before && (early = g.before(req))) {
+            route_hooks = nullptr;
+            break;
+          }
+        }
+        if (!early && m.middleware && m.middleware->before) early = m.middleware->before(req);
+      } catch (...) {
+        log_handler_exception(req);
+        early = router_.error_response(500, req);
+        route_hooks = nullptr;
+      }
+    }
+    if (early) {
+      response = std::move(*early);
+    } else if (m.handler) {
+      try {
+        response = (*m.handler)(req);
+      } catch (...) {
+        log_handler_exception(req);
+        response = router_.error_response(500, req);
+      }
+    } else {
+      Slot& slot = slots_.push().first;
+      slot.info = info;
+      keep_request(slot, m.middleware);
+      try {
+        (*m.deferred)(req, Responder(weak_from_this(), seq));
+      } catch (...) {
+        // The Responder was destroyed with the handler's frame: 500 if unanswered.
+        log_handler_exception(req);
+      }
+      finish_request();
+      return;
+    }
+  }
+  if (hooks_after_ || (route_hooks && route_hooks->after)) run_after(route_hooks, req, response);
+  complete(seq, info, std::move(response));
+  finish_request();
+}
+
+void SessionCore::finish_request() noexcept {
+  head_ready_ = false;
+  bad_target_ = false;
   trim(request_.body);
+}
+
+// A deferred request: what its answer's hooks need, kept in the slot (a copy
+// of the target and path into the slot's reused string) when there are
+// hooks to see it.
+void SessionCore::keep_request(Slot& slot, const Router::Middleware* middleware) {
+  slot.middleware = middleware;
+  slot.after = hooks_after_ || (middleware && middleware->after);
+  if (!slot.after && !router_.has_error_handler()) return;
+  const Request& r = request_;
+  slot.method = r.method;
+  slot.method_name = r.method_name;  // llhttp's static name
+  slot.request.assign(r.target);
+  slot.request.append(r.path);
+  slot.target_len = static_cast<std::uint32_t>(r.target.size());
+  // The raw path is inside the target, but for an absolute form without a
+  // path ("http://host"), where it is "/" on its own.
+  const bool inside = r.raw_path.data() >= r.target.data() &&
+                      r.raw_path.data() + r.raw_path.size() <= r.target.data() + r.target.size();
+  slot.raw_path_off = inside ? static_cast<std::uint32_t>(r.raw_path.data() - r.target.data()) : 0;
+  slot.raw_path_len = inside ? static_cast<std::uint32_t>(r.raw_path.size()) : 0;
+  slot.query_off = r.query.empty() ? 0 : static_cast<std::uint32_t>(r.query.data() - r.target.data());
+  slot.query_len = static_cast<std::uint32_t>(r.query.size());
+  slot.copied = true;
+}
+
+void SessionCore::view_of(const Slot& slot, Request& view) const noexcept {
+  view.http_major = 1;
+  view.http_minor = slot.info.http10 ? 0 : 1;
+  view.keep_alive = slot.info.keep_alive;
+  if (!slot.copied) return;
+  const std::string_view all = slot.request;
+  view.method = slot.method;
+  view.method_name = slot.method_name;
+  view.target = std::string_view(all.data(), slot.target_len);
+  view.path = std::string_view(all.data() + slot.target_len, all.size() - slot.target_len);
+  view.raw_path = slot.raw_path_len != 0 ? std::string_view(all.data() + slot.raw_path_off, slot.raw_path_len)
+                                         : std::string_view("/");
+  view.query = std::string_view(all.data() + slot.query_off, slot.query_len);
+}
+
+void SessionCore::run_after(const Router::Middleware* route, const Request& req, Response& response) {
+  try {
+    if (route && route->after) route->after(req, response);
+    const auto& global = router_.middleware();
+    for (auto it = global.rbegin(); it != global.rend(); ++it)
+      if (it->after) it->after(req, response);
+  } catch (...) {
+    log_handler_exception(req);
+    response = router_.error_response(500, req);
+  }
 }
 
 void SessionCore::fail(int status) {
   stopped_ = true;
   in_message_ = false;
   const Info info{http10(), false, false, {}};
-  complete(next_seq_++, info, error_response(status));
+  Response response = router_.error_response(status, head_ready_ ? request_ : blank_request());
+  response.close = true;
+  head_ready_ = false;
+  complete(next_seq_++, info, std::move(response));
 }
 
 void SessionCore::end_of_input() {
@@ -1011,6 +1141,14 @@ void SessionCore::answer(std::uint64_t seq, Response&& response) {
   if (closed_ || close_pending_) return;
   Slot* slot = slots_.find(seq);
   if (!slot || slot->ready) return;
+  if (slot->after) {
+    Request view;
+    view_of(*slot, view);
+    slot->after = false;  // once, even if a hook answers again through another path
+    run_after(slot->middleware, view, response);
+    slot = slots_.find(seq);  // a hook may have done anything
+    if (!slot || slot->ready || closed_ || close_pending_) return;
+  }
   const bool closes = !slot->info.keep_alive || response.close;
   if (response.close) stopped_ = true;
   if (seq == slots_.front_seq()) {
@@ -1027,6 +1165,37 @@ void SessionCore::answer(std::uint64_t seq, Response&& response) {
     slot->ready = true;
     slot->closes = closes;
   }
+}
+
+void SessionCore::answer_error(std::uint64_t seq, int status) {
+  Slot* slot = slots_.find(seq);
+  if (!slot || slot->ready || closed_ || close_pending_) return;
+  Request view;
+  view_of(*slot, view);
+  answer(seq, router_.error_response(status, view));
+}
+
+// The response deadline, on the connection's tick: a deferred answer owed
+// for `limit` since the first tick that saw it is answered 504 (its
+// Responder's answer, when it comes, is dropped). No clock is read per
+// request, and nothing is timed while nothing is owed.
+std::size_t SessionCore::expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) {
+  if (closed_ || slots_.empty()) return 0;
+  const auto keep = shared_from_this();
+  std::size_t expired = 0;
+  const std::uint64_t end = slots_.next_seq();
+  for (std::uint64_t seq = slots_.front_seq(); seq < end && !closed_ && !close_pending_; ++seq) {
+    Slot* slot = slots_.find(seq);
+    if (!slot || slot->ready) continue;
+    if (!slot->seen) {
+      slot->seen = true;
+      slot->seen_at = now;
+    } else if (now - slot->seen_at >= limit) {
+      answer_error(seq, 504);
+      ++expired;
+    }
+  }
+  return expired;
 }
 
 void SessionCore::drain() {
@@ -1085,7 +1254,7 @@ void SessionCore::flush_point() {
 void SessionCore::serialize(std::string& out, const Info& info, const Response& r) {
   if (std::string problem = response_problem(r); !problem.empty()) {
     RINGSHARD_LOG_ERROR("http: a response was refused ({}); a 500 went out instead", problem);
-    return serialize(out, info, error_response(500));
+    return serialize(out, info, router_.error_response(500, blank_request()));
   }
   const int status = r.status;
   out_->on_response(status, info.dispatched);
@@ -1241,9 +1410,17 @@ BodyStream SessionCore::answer_stream(std::uint64_t seq, Response&& head, std::o
   if (closed_ || close_pending_) return {};
   Slot* slot = slots_.find(seq);
   if (!slot || slot->ready) return {};
+  if (slot->after) {  // the hooks see the head
+    Request view;
+    view_of(*slot, view);
+    slot->after = false;
+    run_after(slot->middleware, view, head);
+    slot = slots_.find(seq);
+    if (!slot || slot->ready || closed_ || close_pending_) return {};
+  }
   if (std::string problem = response_problem(head); !problem.empty()) {
     RINGSHARD_LOG_ERROR("http: a streamed response was refused ({}); a 500 went out instead", problem);
-    answer(seq, error_response(500));
+    answer_error(seq, 500);
     return {};
   }
   auto st = std::make_shared<StreamState>();
@@ -1366,6 +1543,9 @@ bool Session::reading_head() const noexcept { return core_->reading_head(); }
 bool Session::paused() const noexcept { return core_->paused(); }
 std::uint64_t Session::requests() const noexcept { return core_->requests(); }
 std::size_t Session::pending() const noexcept { return core_->pending(); }
+std::size_t Session::expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) {
+  return core_->expire(now, limit);
+}
 bool Session::closing() const noexcept { return core_->closing(); }
 
 // ---- Responder --------------------------------------------------------------
@@ -1395,11 +1575,13 @@ void Responder::operator()(Response response) {
 
 void Responder::answer_internal_error() noexcept {
   if (!owed_) return;
+  owed_ = false;
+  const auto core = core_.lock();
+  core_.reset();
   try {
-    (*this)(Response::text(500, "Internal Server Error\n"));
+    if (core) core->answer_error(seq_, 500);
   } catch (...) {
-    owed_ = false;
-    core_.reset();
+    // out of memory: the connection's answer is lost with it
   }
 }
 
@@ -1415,7 +1597,7 @@ BodyStream Responder::stream(Response head, std::optional<std::size_t> length, S
 bool Responder::session_alive() const noexcept {
   if (!owed_) return false;
   const auto core = core_.lock();
-  return core && core->alive();
+  return core && core->alive() && core->owes(seq_);
 }
 
 // ---- BodyStream ---------------------------------------------------------------

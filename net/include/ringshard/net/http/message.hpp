@@ -3,8 +3,10 @@
 // and the Response it produces (owned strings, serialised by the session).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <ctime>
 #include <optional>
 #include <string>
@@ -30,16 +32,35 @@ struct Header {
   std::string_view value;
 };
 
+/// A parameter of a template route: for the route "/links/{id}" and the path
+/// "/links/abc", name "id" and value "abc" (percent-decoded).
+struct PathParam {
+  std::string_view name;
+  std::string_view value;
+};
+
+namespace detail {
+class SessionCore;
+}
+class Router;
+
 /// One parsed request. The string views (method_name, target, path, query,
-/// headers) point into the session's buffers and are valid only while the
-/// handler runs: a handler that answers later copies what it needs. `body` is
-/// owned and may be moved out.
+/// headers, parameters) point into the session's buffers and are valid only
+/// while the handler runs: a handler that answers later copies what it needs.
+/// `body` is owned and may be moved out.
 struct Request {
   Method method = Method::get;
   std::string_view method_name;  ///< as sent, e.g. "GET"
-  std::string_view target;       ///< request-target as sent, e.g. "/a/b?x=1"
-  std::string_view path;         ///< target up to '?' (scheme and authority of an absolute form removed)
-  std::string_view query;        ///< after '?' up to '#', without the '?'; empty if none
+  std::string_view target;       ///< request-target as sent, e.g. "/a%20b?x=1"
+  /// The path, percent-decoded once ("/a b"), as the router matches it: the
+  /// target up to '?' (scheme and authority of an absolute form removed).
+  /// An encoded slash (%2F) decodes to '/' here, but the router keeps it
+  /// inside its segment: "/links/a%2Fb" matches "/links/{id}" with id "a/b",
+  /// never "/links/a/b". A path with an invalid escape ('%' not followed by
+  /// two hex digits) or an encoded NUL is answered 400 before any route.
+  std::string_view path;
+  std::string_view raw_path;  ///< the path as sent, not decoded ("/a%20b")
+  std::string_view query;     ///< after '?' up to '#', without the '?', as sent; empty if none
   int http_major = 1;
   int http_minor = 1;
   std::vector<Header> headers;  ///< in arrival order, names as sent
@@ -49,9 +70,47 @@ struct Request {
   /// `Connection: keep-alive`.
   bool keep_alive = true;
 
+  /// Template parameters a route can have at most.
+  static constexpr std::size_t max_params = 8;
+
   /// The value of the first header called `name` (case-insensitive).
   [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept;
+
+  /// The value of the template parameter `name` of the route that matched
+  /// ("/links/{id}": param("id")), percent-decoded; empty when the route has
+  /// no such parameter.
+  [[nodiscard]] std::string_view param(std::string_view name) const noexcept;
+  /// Every template parameter, in the order of the route's template.
+  [[nodiscard]] std::span<const PathParam> params() const noexcept { return {params_.data(), param_count_}; }
+
+  /// The value of the first query parameter called `name` ("?n=10&q=a+b":
+  /// query_param("q") is "a b"), names and values percent-decoded with '+' as
+  /// a space; an empty value for a name without '=' ("?flag"); nullopt when
+  /// absent. No allocation beyond the request's own buffer, sized once to the
+  /// query; the view stays valid while the request does.
+  [[nodiscard]] std::optional<std::string_view> query_param(std::string_view name) const;
+
+  /// Sets `path` and `raw_path` from a path as sent: decodes it into the
+  /// request's own storage (no copy when it holds no '%'). False, with
+  /// `path` left as sent, when an escape is invalid or decodes to NUL.
+  bool set_path(std::string_view raw);
+
+ private:
+  friend class Router;
+  friend class detail::SessionCore;
+  std::array<PathParam, max_params> params_{};
+  std::size_t param_count_ = 0;
+  std::size_t encoded_slash_ = std::string_view::npos;  // where the first %2F is in `path`
+  std::string path_storage_;                             // the decoded path, when it differs
+  mutable std::string query_storage_;                    // decoded query values, at their offsets
 };
+
+/// Percent-decodes `in` onto the end of `out` ('+' as a space when
+/// `plus_as_space`, as in a query). False at an invalid escape ('%' not
+/// followed by two hex digits); `out` then holds what was decoded before it.
+bool percent_decode(std::string_view in, std::string& out, bool plus_as_space = false);
+/// True when every '%' in `s` starts a valid escape.
+[[nodiscard]] bool valid_escapes(std::string_view s) noexcept;
 
 /// A response. The session adds Server, Date, Content-Length and, when
 /// needed, Connection; `headers` holds the others (a Content-Length,
@@ -78,6 +137,13 @@ struct Response {
   [[nodiscard]] static Response text(int status, std::string body, std::string_view content_type = "text/plain");
   /// A response with a JSON body (Content-Type: application/json).
   [[nodiscard]] static Response json(int status, std::string body);
+
+  /// A redirect to `location` with an empty body: `status` is 301, 302,
+  /// 303, 307 or 308 (another throws std::invalid_argument). The location
+  /// is checked like every header value before it goes out, so one holding
+  /// CR or LF (user input echoed back) answers 500 instead of splitting the
+  /// response.
+  [[nodiscard]] static Response redirect(int status, std::string_view location);
 
   /// Adds a header; returns *this for chaining.
   Response& header(std::string_view name, std::string_view value);

@@ -85,7 +85,9 @@ using StreamProducer = std::function<void(BodyStream&)>;
 ///
 /// - Answering after the session is gone (connection closed) does nothing.
 /// - A Responder dropped without answering answers 500, so the responses
-///   pipelined behind it are not held forever.
+///   pipelined behind it are not held forever; one held longer than the
+///   server's response_timeout has a 504 sent for it, and its own answer
+///   then does nothing (session_alive() turns false).
 /// - Not thread-safe: call it on the shard thread that owns the connection.
 class Responder {
  public:
@@ -121,7 +123,8 @@ class Responder {
 
   /// True while this Responder still owes an answer.
   [[nodiscard]] explicit operator bool() const noexcept { return owed_; }
-  /// True while answering would still reach the connection.
+  /// True while answering would still reach the connection (the session
+  /// lives and the request was not answered for it, by a 504).
   [[nodiscard]] bool session_alive() const noexcept;
 
  private:

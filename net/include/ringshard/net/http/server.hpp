@@ -46,6 +46,13 @@ struct ServerOptions {
   /// dropped. Applied as the connections' ConnectionOptions::send_timeout.
   /// (nginx: send_timeout, 60 s.)
   std::chrono::milliseconds send_timeout{30000};
+  /// A deferred handler holding its Responder this long after its request
+  /// was dispatched gets 504 sent for it (the error hook's body, if any), so
+  /// that one stuck answer does not hold the responses pipelined behind it;
+  /// its own answer, when it comes, is dropped. Checked on the connection's
+  /// tick like the others: fires between this and this plus a tick or two.
+  /// (nginx: proxy_read_timeout, 60 s.)
+  std::chrono::milliseconds response_timeout{30000};
   /// A connection the server closes (after `Connection: close`, an error
   /// such as 413 or 400, a closing stream) closes lingeringly: the response
   /// goes out, the sending side is shut down, and what the client still
@@ -70,6 +77,8 @@ struct HttpStats {
   StatCounter header_timeouts;
   StatCounter keepalive_timeouts;
   StatCounter request_timeouts;
+  /// Deferred answers replaced by a 504 (ServerOptions::response_timeout).
+  StatCounter response_timeouts;
   /// Responses by status class: [0] 1xx ... [4] 5xx.
   std::array<StatCounter, 5> responses{};
   /// Handler latency (from the handler's call to its response, deferred
@@ -97,7 +106,7 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   /// progress writes more, and the session carries on with the pipelined
   /// requests it held back.
   void on_drain() override;
-  /// The header, keep-alive and request timeouts.
+  /// The header, keep-alive, request and response timeouts.
   void on_tick(Clock::time_point now) override;
 
  private:

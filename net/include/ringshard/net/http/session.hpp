@@ -5,6 +5,7 @@
 // in request order.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -114,6 +115,12 @@ class Session {
   [[nodiscard]] std::uint64_t requests() const noexcept;
   /// Responses owed: dispatched requests whose response is not written yet.
   [[nodiscard]] std::size_t pending() const noexcept;
+  /// The response deadline, called on a periodic tick: a deferred answer
+  /// still owed `limit` after the first call that saw it owed is answered
+  /// 504 (through the router's error hook), so the responses pipelined
+  /// behind it go out; the Responder's own answer, when it comes, is
+  /// dropped. Returns how many were answered so.
+  std::size_t expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
   /// True once the session accepts no more input (it will close, or has
   /// asked the output to close).
   [[nodiscard]] bool closing() const noexcept;
