@@ -43,9 +43,34 @@ HttpStats& stats_of(Shard& shard) {
 HttpConnection::HttpConnection(std::shared_ptr<const Router> router, ServerOptions options)
     : router_(std::move(router)), options_(options), session_(*router_, options.limits, *this) {}
 
+HttpConnection::~HttpConnection() { release_stop(); }
+
 void HttpConnection::on_open() {
   stats_ = &stats_of(shard());
+  if (shard().draining()) {  // accepted just before the stop: not served
+    close();
+    return;
+  }
+  enlist(NetShard::of(shard()));
   set_tick(tick_for(options_));
+}
+
+void HttpConnection::on_stop_requested() {
+  const bool owes = session_.pending() > 0 || session_.paused() || !out_.empty() || pending_send_bytes() > 0;
+  session_.stop_input();
+  if (owes && holds_stop_ == nullptr && is_open()) {
+    holds_stop_ = &shard();
+    holds_stop_->hold_stop();
+  }
+}
+
+void HttpConnection::on_drain_end() {
+  // What has not come by now will not: 503, the last with Connection: close.
+  session_.answer_owed(503);
+}
+
+void HttpConnection::release_stop() noexcept {
+  if (holds_stop_ != nullptr) std::exchange(holds_stop_, nullptr)->release_stop();
 }
 
 void HttpConnection::on_data(std::span<const std::byte> bytes) {
@@ -150,7 +175,10 @@ void HttpConnection::pause_input(bool paused) {
   }
 }
 
-void HttpConnection::on_close(CloseReason) { session_.end_of_input(); }
+void HttpConnection::on_close(CloseReason) {
+  session_.end_of_input();
+  release_stop();
+}
 
 // While the session is paused for backpressure, the complete requests it
 // holds are answered (on_drain resumes it) before it closes.

@@ -151,6 +151,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
     return s && !s->ready && !closed_ && !close_pending_;
   }
   std::size_t expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
+  void stop_input();
+  std::size_t answer_owed(int status);
   BodyStream answer_stream(std::uint64_t seq, Response&& head, std::optional<std::size_t> length,
                            StreamProducer producer);
   bool stream_write(StreamState& st, std::string_view bytes, SharedBuffer* shared);
@@ -327,6 +329,7 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   bool dirty_ = false;          // written since the last flush
   bool stopped_ = false;        // no more input is parsed
   bool eof_ = false;            // the peer sends nothing more
+  bool stopping_input_ = false;  // stop_input(): the last answer owed closes
   bool close_pending_ = false;  // a closing response went out: close at the next flush point
   bool closed_ = false;         // close_after_flush() called, or the session is gone
   bool pumping_ = false;        // a stream's producer is running
@@ -1149,6 +1152,7 @@ void SessionCore::answer(std::uint64_t seq, Response&& response) {
     slot = slots_.find(seq);  // a hook may have done anything
     if (!slot || slot->ready || closed_ || close_pending_) return;
   }
+  if (stopping_input_ && seq + 1 == slots_.next_seq()) response.close = true;  // the last one owed
   const bool closes = !slot->info.keep_alive || response.close;
   if (response.close) stopped_ = true;
   if (seq == slots_.front_seq()) {
@@ -1196,6 +1200,25 @@ std::size_t SessionCore::expire(std::chrono::steady_clock::time_point now, std::
     }
   }
   return expired;
+}
+
+void SessionCore::stop_input() {
+  stopping_input_ = true;
+  end_of_input();
+}
+
+std::size_t SessionCore::answer_owed(int status) {
+  if (closed_ || slots_.empty()) return 0;
+  const auto keep = shared_from_this();
+  std::size_t answered = 0;
+  const std::uint64_t end = slots_.next_seq();
+  for (std::uint64_t seq = slots_.front_seq(); seq < end && !closed_ && !close_pending_; ++seq) {
+    Slot* slot = slots_.find(seq);
+    if (!slot || slot->ready) continue;
+    answer_error(seq, status);
+    ++answered;
+  }
+  return answered;
 }
 
 void SessionCore::drain() {
@@ -1547,6 +1570,8 @@ std::size_t Session::expire(std::chrono::steady_clock::time_point now, std::chro
   return core_->expire(now, limit);
 }
 bool Session::closing() const noexcept { return core_->closing(); }
+void Session::stop_input() { core_->stop_input(); }
+std::size_t Session::answer_owed(int status) { return core_->answer_owed(status); }
 
 // ---- Responder --------------------------------------------------------------
 

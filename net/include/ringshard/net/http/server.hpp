@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ringshard/net/http/session.hpp"
+#include "ringshard/net/net_shard.hpp"
 #include "ringshard/net/listener.hpp"
 
 namespace ringshard::net::http {
@@ -93,9 +94,16 @@ HttpStats& stats_of(Shard& shard);
 /// The shard's HttpStats if an HTTP server ever ran there, else nullptr. Any thread.
 HttpStats* find_stats(Shard& shard) noexcept;
 
-class HttpConnection final : public Connection<HttpConnection>, private Output {
+/// A graceful stop (SIGTERM, Runtime::stop; see RuntimeOptions::stop_timeout):
+/// listeners stop accepting, and each HTTP connection reads no further
+/// request, answers what it received (the last answer with
+/// `Connection: close`) and closes, holding the stop meanwhile; an idle one
+/// closes at once. Answers still owed when the drain ends (a Responder that
+/// does not answer in time) get 503 with `Connection: close`.
+class HttpConnection final : public Connection<HttpConnection>, private Output, private Drainable {
  public:
   HttpConnection(std::shared_ptr<const Router> router, ServerOptions options);
+  ~HttpConnection() override;
 
   void on_open() override;
   void on_data(std::span<const std::byte> bytes) override;
@@ -110,6 +118,9 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   void on_tick(Clock::time_point now) override;
 
  private:
+  void on_stop_requested() override;
+  void on_drain_end() override;
+  void release_stop() noexcept;
   void write(std::string_view bytes) override { out_.append(bytes); }
   void write_shared(SharedBuffer bytes) override;
   void flush() override;
@@ -140,6 +151,7 @@ class HttpConnection final : public Connection<HttpConnection>, private Output {
   bool waiting_ = false;
   bool begun_ = false;
   bool input_paused_ = false;
+  Shard* holds_stop_ = nullptr;  // the shard whose stop this connection holds
 };
 
 /// Listens with HttpConnection actors on every shard the policy picks.

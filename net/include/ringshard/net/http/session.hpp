@@ -121,6 +121,15 @@ class Session {
   /// behind it go out; the Responder's own answer, when it comes, is
   /// dropped. Returns how many were answered so.
   std::size_t expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
+  /// A graceful stop: no further request is read (one half received is
+  /// dropped); the responses owed are written, the last of them carrying
+  /// `Connection: close` when it is answered from now on, then the
+  /// connection closes. Requests kept while paused are answered first.
+  void stop_input();
+  /// Answers every request still owed now with `status` (through the
+  /// router's error hook), in order; their Responders' answers, when they
+  /// come, are dropped. Returns how many were answered so.
+  std::size_t answer_owed(int status);
   /// True once the session accepts no more input (it will close, or has
   /// asked the output to close).
   [[nodiscard]] bool closing() const noexcept;
