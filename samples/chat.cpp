@@ -291,10 +291,7 @@ int main(int argc, char** argv) {
     auto rooms = std::make_shared<std::vector<ActorRef<Room>>>();
     for (unsigned s = 0; s < runtime.shard_count(); ++s) rooms->push_back(actors::spawn<Room>(runtime, s));
     auto listener = net::listen<Chat>(runtime, listen, Rooms(rooms), limits);
-    std::printf("listening on %s\n", listener.address().to_string().c_str());
-    std::fflush(stdout);
-    flags.serve_metrics(app, runtime);
-    runtime.run();
+    flags.run(app, runtime, listener);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringshard-chat: %s\n", e.what());

@@ -38,10 +38,7 @@ int main(int argc, char** argv) {
     ringshard::Runtime runtime(options);
     runtime.start();
     auto listener = ringshard::net::listen<Echo>(runtime, listen);
-    std::printf("listening on %s\n", listener.address().to_string().c_str());
-    std::fflush(stdout);
-    flags.serve_metrics(app, runtime);
-    runtime.run();
+    flags.run(app, runtime, listener);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringshard-echo: %s\n", e.what());

@@ -143,10 +143,7 @@ int main(int argc, char** argv) {
     runtime.start();
     auto visits = actors::spawn<Visits>(runtime, 0);
     auto listener = http::serve(runtime, listen, make_router(runtime, visits), server);
-    std::printf("listening on %s\n", listener.address().to_string().c_str());
-    std::fflush(stdout);
-    flags.serve_metrics(app, runtime);
-    runtime.run();
+    flags.run(app, runtime, listener);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringshard-http: %s\n", e.what());

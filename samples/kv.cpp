@@ -89,10 +89,7 @@ int main(int argc, char** argv) {
     for (unsigned s = 0; s < runtime.shard_count(); ++s) runtime.post(s, [&stores_ready] { stores_ready.count_down(); });
     stores_ready.wait();
     auto listener = net::listen<kv::Client>(runtime, listen, kv::ClusterPtr(cluster));
-    std::printf("listening on %s\n", listener.address().to_string().c_str());
-    std::fflush(stdout);
-    flags.serve_metrics(app, runtime);
-    runtime.run();
+    flags.run(app, runtime, listener);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringshard-kv: %s\n", e.what());

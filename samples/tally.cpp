@@ -160,10 +160,7 @@ int main(int argc, char** argv) {
     Runtime runtime(options);
     runtime.start();
     auto listener = net::serve(runtime, listen, client);
-    std::printf("listening on %s\n", listener.address().to_string().c_str());
-    std::fflush(stdout);
-    flags.serve_metrics(app, runtime);
-    runtime.run();
+    flags.run(app, runtime, listener);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringshard-tally: %s\n", e.what());

@@ -128,6 +128,16 @@ struct ServerFlags {
   }
   net::Address address(const CLI::App& app) const { return address(app, port); }
 
+  /// Prints `listening on HOST:PORT` (the line tests and scripts read
+  /// first), starts the metrics listener (--metrics-port) and runs until
+  /// SIGINT/SIGTERM (a graceful stop).
+  void run(const CLI::App& app, Runtime& runtime, const net::ListenerHandle& listener) const {
+    std::printf("listening on %s\n", listener.address().to_string().c_str());
+    std::fflush(stdout);
+    serve_metrics(app, runtime);
+    runtime.run();
+  }
+
   /// With --metrics-port: starts the metrics listener (on --host, shard 0)
   /// and prints `metrics on HOST:PORT` on stdout (after the `listening on`
   /// line, which tests and scripts read first).
