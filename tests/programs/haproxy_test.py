@@ -52,7 +52,7 @@ global
 
 defaults
     mode http
-    timeout connect 2s
+    timeout connect 300ms
     timeout client 5s
     timeout server 5s
     timeout check 1s
@@ -161,8 +161,10 @@ def parse_wrk(out):
     result["errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()))) if m else {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     result["rps"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"99%\s+(\S+)", out)
+    m = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
     result["p99"] = m.group(1) if m else "?"
+    m = re.search(r"^\s*Latency\s+\S+\s+\S+\s+(\S+)", out, re.MULTILINE)
+    result["max"] = m.group(1) if m else "?"
     return result
 
 
@@ -220,7 +222,7 @@ class Scenario:
         w = parse_wrk(out)
         errors = sum(w["errors"].values())
         via_a, via_b = int(before["a"]["hrsp_2xx"]), int(before["b"]["hrsp_2xx"])
-        figures = (f"{w['requests']} requests in {elapsed:.1f} s ({w['rps']:.0f}/s, p99 {w['p99']}), "
+        figures = (f"{w['requests']} requests in {elapsed:.1f} s ({w['rps']:.0f}/s, p99 {w['p99']}, max {w['max']}), "
                    f"non-2xx {w['non2xx']}, socket errors {errors}{' ' + str(w['errors']) if errors else ''}, "
                    + (f"DOWN {down * 1000:.0f} ms after SIGTERM" if down is not None else "never DOWN"))
         figures += (f"; before the stop HAProxy had 2xx {via_a} via a, {via_b} via b "
