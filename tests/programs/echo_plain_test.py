@@ -26,113 +26,29 @@ bytes; not run by default); the fd and SIGINT checks always run. Default:
 all but many_connections.
 Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
 """
-import collections
 import os
 import random
 import resource
 import selectors
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import progtest  # noqa: E402
+from progtest import SKIP, Failure, check  # noqa: E402
+
 EXTRA_ARGS = []  # given after the binary: passed to every server started
 
 
-class Failure(Exception):
-    pass
 
 
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
-class Server:
-    """One server process; stderr goes to a file that is shown at the end."""
+class Server(progtest.Server):
+    """One server process, with EXTRA_ARGS; stderr goes to a file shown at the end."""
 
     def __init__(self, binary, *args, nofile=None):
-        self.stderr = tempfile.TemporaryFile()
-        limit = None
-        if nofile is not None:
-            def limit():
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        self.proc = subprocess.Popen([binary, "--port", "0", *EXTRA_ARGS, *args], stdout=subprocess.PIPE,
-                                     stderr=self.stderr, preexec_fn=limit)
-        self.port = self._read_port(deadline=time.monotonic() + 10)
-        self.baseline_fds = self.fd_count()
-
-    def _read_port(self, deadline):
-        line = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                if time.monotonic() > deadline:
-                    raise Failure("no 'listening on' line within 10 s")
-                if not sel.select(timeout=0.1):
-                    continue
-                chunk = os.read(self.proc.stdout.fileno(), 256)
-                if not chunk:
-                    self.proc.wait(timeout=5)
-                    if b"io_uring itself is unavailable" in self.stderr_text().encode():
-                        print(self.stderr_text(), file=sys.stderr)
-                        sys.exit(SKIP)
-                    raise Failure(f"server exited with {self.proc.returncode} before listening")
-                line += chunk
-        text = line.decode().strip()
-        prefix = "listening on 127.0.0.1:"
-        check(text.startswith(prefix), f"unexpected first line {text!r}")
-        return int(text[len(prefix):])
-
-    def fd_count(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def fd_kinds(self):
-        """Open fds by kind ("socket", "anon_inode", a path), for messages."""
-        kinds = collections.Counter()
-        for name in os.listdir(f"/proc/{self.proc.pid}/fd"):
-            try:
-                kinds[os.readlink(f"/proc/{self.proc.pid}/fd/{name}").split(":[")[0]] += 1
-            except OSError:
-                pass
-        return dict(kinds)
-
-    def cpu_seconds(self):
-        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def wait_for_baseline_fds(self, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        # More descriptors than at start is a leak; fewer is not (the start
-        # count can include ones the runtime was still settling).
-        while self.fd_count() > self.baseline_fds:
-            if time.monotonic() > deadline:
-                raise Failure(f"server has {self.fd_count()} open fds, {self.baseline_fds} at start: "
-                              f"{self.fd_kinds()}")
-            time.sleep(0.05)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise Failure("server did not exit within 5 s of SIGINT")
-        check(status == 0, f"server exited with status {status} after SIGINT")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stderr_text(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
+        super().__init__(binary, *EXTRA_ARGS, *args, nofile=nofile)
 
 
 def connect(port, timeout=5.0):

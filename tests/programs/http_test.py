@@ -35,9 +35,7 @@ import json
 import os
 import random
 import re
-import selectors
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -45,7 +43,10 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import progtest  # noqa: E402
+from progtest import SKIP, Failure, check  # noqa: E402
+
 SERVER_BINARY = None
 
 
@@ -60,91 +61,17 @@ DEFAULT_CHECKS = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 ROUND_ROBIN = True  # no --policy, or --policy round-robin
 
 
-class Failure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
 
 
 # ---- the server process ------------------------------------------------------
 
-class Server:
+class Server(progtest.Server):
     """One ringshard-http process; stderr goes to a file shown on failure."""
+    exact_fds = True
 
     def __init__(self, binary, *args):
-        self.args = ["--port", "0", "--shards", SHARDS, *args]
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([binary, *self.args], stdout=subprocess.PIPE, stderr=self.stderr)
-        self.port = self._read_port(deadline=time.monotonic() + 10)
+        super().__init__(binary, "--shards", SHARDS, *args)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.baseline_fds = self.fd_count()
-
-    def _read_port(self, deadline):
-        line = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                if time.monotonic() > deadline:
-                    raise Failure("no 'listening on' line within 10 s")
-                if not sel.select(timeout=0.1):
-                    continue
-                chunk = os.read(self.proc.stdout.fileno(), 256)
-                if not chunk:
-                    self.proc.wait(timeout=5)
-                    if "io_uring itself is unavailable" in self.stderr_text():
-                        print(self.stderr_text(), file=sys.stderr)
-                        sys.exit(SKIP)
-                    raise Failure(f"server exited with {self.proc.returncode} before listening: "
-                                  f"{self.stderr_text()}")
-                line += chunk
-        text = line.decode().strip()
-        prefix = "listening on 127.0.0.1:"
-        check(text.startswith(prefix), f"unexpected first line {text!r}")
-        return int(text[len(prefix):])
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def fd_count(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise Failure("no VmRSS in /proc/PID/status")
-
-    def wait_for_baseline_fds(self, timeout=5.0):
-        t0 = time.monotonic()
-        while self.fd_count() != self.baseline_fds:
-            check(time.monotonic() - t0 < timeout,
-                  f"server has {self.fd_count()} open fds {timeout:.0f} s later, {self.baseline_fds} at start")
-            time.sleep(0.02)
-        return time.monotonic() - t0
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise Failure("server did not exit within 5 s of SIGINT")
-        check(status == 0, f"server exited with status {status} after SIGINT")
-        return time.monotonic() - t0
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stderr_text(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
 
 
 # ---- a minimal HTTP/1.x client on a raw socket -------------------------------

@@ -36,101 +36,30 @@ installs them).
 import os
 import random
 import re
-import selectors
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import progtest  # noqa: E402
+from progtest import SKIP, Failure, check  # noqa: E402
+
 BINARY = None
 INSTRUMENTED = False  # an AddressSanitizer build: slower, and more memory
 
 
-class Failure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
 # ---- the server process ------------------------------------------------------
 
-class Server:
+class Server(progtest.Server):
+    exact_fds = True
+
     def __init__(self, *args, shards=2):
-        self.args = ["--port", "0", "--shards", str(shards), *args]
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([BINARY, *self.args], stdout=subprocess.PIPE, stderr=self.stderr)
-        self.port = self._read_port(time.monotonic() + 10)
-        time.sleep(0.1)  # the shards' first work done
-        self.baseline_fds = self.fd_count()
-
-    def _read_port(self, deadline):
-        line = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                if time.monotonic() > deadline:
-                    raise Failure("no 'listening on' line within 10 s")
-                if not sel.select(timeout=0.1):
-                    continue
-                chunk = os.read(self.proc.stdout.fileno(), 256)
-                if not chunk:
-                    self.proc.wait(timeout=5)
-                    if "io_uring itself is unavailable" in self.stderr_text():
-                        print(self.stderr_text(), file=sys.stderr)
-                        sys.exit(SKIP)
-                    raise Failure(f"server exited with {self.proc.returncode} before listening: {self.stderr_text()}")
-                line += chunk
-        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)", line.decode().strip())
-        check(m is not None, f"unexpected first line {line!r}")
-        return int(m.group(1))
-
-    def fd_count(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise Failure("no VmRSS in /proc/PID/status")
-
-    def wait_for_baseline_fds(self, timeout=5.0):
-        t0 = time.monotonic()
-        while self.fd_count() != self.baseline_fds:
-            check(time.monotonic() - t0 < timeout,
-                  f"server has {self.fd_count()} open fds {timeout:.0f} s later, {self.baseline_fds} at start")
-            time.sleep(0.02)
-        return time.monotonic() - t0
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self, sig=signal.SIGINT):
-        self.proc.send_signal(sig)
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise Failure(f"server did not exit within 5 s of signal {sig}")
-        check(status == 0, f"server exited with status {status} after signal {sig}")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stderr_text(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
+        super().__init__(BINARY, "--shards", str(shards), *args, settle=0.1)
 
 
 # ---- RESP on a raw socket ------------------------------------------------------
