@@ -1,5 +1,6 @@
 // Replaces the global allocation functions by counting ones: `allocations`
-// counts the calls made on this thread while `counting` is true. Include it in
+// counts the calls made on this thread while `counting` is true, and
+// `allocated_bytes` the bytes they asked for. Include it in
 // exactly one source file of a test binary (it defines the replacements).
 #pragma once
 
@@ -9,9 +10,13 @@
 namespace {
 thread_local bool counting = false;
 thread_local std::size_t allocations = 0;
+thread_local std::size_t allocated_bytes = 0;
 
 void* counted_alloc(std::size_t n) {
-  if (counting) ++allocations;
+  if (counting) {
+    ++allocations;
+    allocated_bytes += n;
+  }
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
@@ -22,7 +27,10 @@ void* counted_alloc(std::size_t n) {
 void* operator new(std::size_t n) { return counted_alloc(n); }
 void* operator new[](std::size_t n) { return counted_alloc(n); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  if (counting) ++allocations;
+  if (counting) {
+    ++allocations;
+    allocated_bytes += n;
+  }
   return std::malloc(n ? n : 1);
 }
 void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }

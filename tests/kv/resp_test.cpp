@@ -4,35 +4,15 @@
 // from a declared length or count.
 #include <doctest/doctest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <string>
 #include <vector>
 
 #include "kv/resp.hpp"
 
-// Bytes allocated on this thread while `tracking` is set: the parser must not
-// size anything from an untrusted length.
-namespace {
-thread_local bool tracking = false;
-thread_local std::size_t tracked_bytes = 0;
-void* tracked_alloc(std::size_t n) {
-  if (tracking) tracked_bytes += n;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-void* operator new(std::size_t n) { return tracked_alloc(n); }
-void* operator new[](std::size_t n) { return tracked_alloc(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return std::malloc(n ? n : 1); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return std::malloc(n ? n : 1); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+// counting_alloc.hpp counts the bytes allocated on this thread while
+// `counting` is set: the parser must not size anything from an untrusted
+// length.
+#include "counting_alloc.hpp"
 
 using kv::resp::RequestParser;
 using Status = RequestParser::Status;
@@ -157,14 +137,14 @@ TEST_CASE("resp: the limits on bulk length and argument count") {
 
 TEST_CASE("resp: nothing is reserved from a declared bulk length or argument count") {
   RequestParser p;
-  tracking = true;
-  tracked_bytes = 0;
+  counting = true;
+  allocated_bytes = 0;
   // 512 MiB declared, 3 bytes sent; a million arguments declared, one sent.
   CHECK(p.parse("*1\r\n$536870912\r\nabc").status == Status::incomplete);
   RequestParser q;
   CHECK(q.parse("*1048576\r\n$3\r\nfoo\r\n").status == Status::incomplete);
-  tracking = false;
-  CHECK(tracked_bytes < 4096);
+  counting = false;
+  CHECK(allocated_bytes < 4096);
 }
 
 TEST_CASE("resp: an incomplete request is resumed where it stopped, not scanned again") {

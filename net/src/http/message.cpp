@@ -53,20 +53,25 @@ int escape_at(std::string_view s, std::size_t i) noexcept {
   const int lo = hex_value(s[i + 2]);
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
+// The query character at raw[i], decoded ('+' a space, a valid escape its
+// byte, anything else as it is); i is left on the escape's last digit.
+char query_char_at(std::string_view raw, std::size_t& i) noexcept {
+  const char c = raw[i];
+  if (c == '+') return ' ';
+  if (c == '%') {
+    if (const int v = escape_at(raw, i); v >= 0) {
+      i += 2;
+      return static_cast<char>(v);
+    }
+  }
+  return c;
+}
 // Whether `raw` (a query name, '+' a space, escapes valid or copied as they
 // are) decodes to `name`.
 bool decodes_to(std::string_view raw, std::string_view name) noexcept {
   std::size_t j = 0;
   for (std::size_t i = 0; i < raw.size(); ++i, ++j) {
-    char c = raw[i];
-    if (c == '+') {
-      c = ' ';
-    } else if (c == '%') {
-      if (const int v = escape_at(raw, i); v >= 0) {
-        c = static_cast<char>(v);
-        i += 2;
-      }
-    }
+    const char c = query_char_at(raw, i);
     if (j >= name.size() || name[j] != c) return false;
   }
   return j == name.size();
@@ -143,18 +148,7 @@ std::optional<std::string_view> Request::query_param(std::string_view name) cons
     if (query_storage_.size() != q.size()) query_storage_.resize(q.size());
     char* const out = query_storage_.data() + (raw.data() - q.data());
     std::size_t n = 0;
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-      char c = raw[i];
-      if (c == '+') {
-        c = ' ';
-      } else if (c == '%') {
-        if (const int v = escape_at(raw, i); v >= 0) {
-          c = static_cast<char>(v);
-          i += 2;
-        }
-      }
-      out[n++] = c;
-    }
+    for (std::size_t i = 0; i < raw.size(); ++i) out[n++] = query_char_at(raw, i);
     return std::string_view(out, n);
   }
   return std::nullopt;

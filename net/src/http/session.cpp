@@ -153,6 +153,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   std::size_t expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit);
   void stop_input();
   std::size_t answer_owed(int status);
+  template <class Pick>
+  std::size_t answer_unready(int status, Pick pick);
   BodyStream answer_stream(std::uint64_t seq, Response&& head, std::optional<std::size_t> length,
                            StreamProducer producer);
   bool stream_write(StreamState& st, std::string_view bytes, SharedBuffer* shared);
@@ -1184,22 +1186,14 @@ void SessionCore::answer_error(std::uint64_t seq, int status) {
 // Responder's answer, when it comes, is dropped). No clock is read per
 // request, and nothing is timed while nothing is owed.
 std::size_t SessionCore::expire(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) {
-  if (closed_ || slots_.empty()) return 0;
-  const auto keep = shared_from_this();
-  std::size_t expired = 0;
-  const std::uint64_t end = slots_.next_seq();
-  for (std::uint64_t seq = slots_.front_seq(); seq < end && !closed_ && !close_pending_; ++seq) {
-    Slot* slot = slots_.find(seq);
-    if (!slot || slot->ready) continue;
-    if (!slot->seen) {
-      slot->seen = true;
-      slot->seen_at = now;
-    } else if (now - slot->seen_at >= limit) {
-      answer_error(seq, 504);
-      ++expired;
+  return answer_unready(504, [&](Slot& slot) {
+    if (!slot.seen) {
+      slot.seen = true;
+      slot.seen_at = now;
+      return false;
     }
-  }
-  return expired;
+    return now - slot.seen_at >= limit;
+  });
 }
 
 void SessionCore::stop_input() {
@@ -1208,13 +1202,20 @@ void SessionCore::stop_input() {
 }
 
 std::size_t SessionCore::answer_owed(int status) {
+  return answer_unready(status, [](Slot&) { return true; });
+}
+
+// Answers `status` for each request still owed that `pick` picks, in order;
+// returns how many.
+template <class Pick>
+std::size_t SessionCore::answer_unready(int status, Pick pick) {
   if (closed_ || slots_.empty()) return 0;
   const auto keep = shared_from_this();
   std::size_t answered = 0;
   const std::uint64_t end = slots_.next_seq();
   for (std::uint64_t seq = slots_.front_seq(); seq < end && !closed_ && !close_pending_; ++seq) {
     Slot* slot = slots_.find(seq);
-    if (!slot || slot->ready) continue;
+    if (!slot || slot->ready || !pick(*slot)) continue;
     answer_error(seq, status);
     ++answered;
   }
