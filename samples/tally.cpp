@@ -1,7 +1,7 @@
 // ringshard-tally: a line protocol of counters, written as coroutines.
 //
 //   ringshard-tally [--host 127.0.0.1] [--port 0] [--shards N] [--policy round-robin|least-connections|reuse-port]
-//                   [--idle-timeout SECONDS] [--metrics-port PORT]
+//                   [--idle-timeout SECONDS] [--max-counters N] [--metrics-port PORT]
 //
 // Every counter is owned by one shard (a hash of its name); a connection, on
 // whatever shard the listener gave it, runs each command where the counter
@@ -14,7 +14,9 @@
 //                         shards (when_all)
 //   QUIT               -> BYE, then the server closes the connection
 //
-// An error is one line `ERR <what>` and the connection goes on. A line
+// An error is one line `ERR <what>` and the connection goes on; an ADD that
+// would make a shard hold more than --max-counters counters (default a
+// million) is one (`ERR too many counters`). A line
 // longer than 4 KiB gets `ERR line too long` and the connection is closed;
 // so is a connection idle for --idle-timeout seconds (default 300). The first
 // line on stdout is `listening on HOST:PORT`. SIGINT/SIGTERM stop it cleanly.
@@ -43,6 +45,7 @@ using namespace ringshard;
 constexpr std::size_t kMaxLine = 4096;
 constexpr std::size_t kMaxSumNames = 64;
 std::chrono::seconds g_idle_timeout{300};
+std::size_t g_max_counters = 1'000'000;  // per shard: a client cannot grow memory without bound
 
 // The counters a shard owns; used on that shard's thread only.
 thread_local std::unordered_map<std::string, std::int64_t> tl_counters;
@@ -74,7 +77,12 @@ std::int64_t read_counter(const std::string& name) {
 }
 
 std::int64_t add_to_counter(const std::string& name, std::int64_t n) {
-  std::int64_t& c = tl_counters[name];
+  auto it = tl_counters.find(name);
+  if (it == tl_counters.end()) {
+    if (tl_counters.size() >= g_max_counters) throw std::length_error("too many counters");
+    it = tl_counters.emplace(name, 0).first;
+  }
+  std::int64_t& c = it->second;
   std::int64_t sum = 0;
   if (__builtin_add_overflow(c, n, &sum)) throw std::overflow_error("overflow");  // left as it was
   c = sum;
@@ -134,6 +142,8 @@ Task<> client(net::Stream s) {
       reply = co_await run(line);
     } catch (const std::overflow_error&) {
       reply = "ERR overflow\n";
+    } catch (const std::length_error&) {
+      reply = "ERR too many counters\n";
     }
     if (co_await s.write(std::move(reply))) co_return;
   }
@@ -146,6 +156,9 @@ int main(int argc, char** argv) {
   samples::ServerFlags flags;
   flags.add_to(app, {.buffers = false});
   unsigned idle_seconds = 300;
+  app.add_option("--max-counters", g_max_counters, "counters a shard keeps at most (ADD of a new one beyond: an error)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
+      ->capture_default_str();
   app.add_option("--idle-timeout", idle_seconds, "seconds a connection may stay idle before it is closed")
       ->check(CLI::Range(1u, 86'400u))
       ->capture_default_str();

@@ -157,7 +157,8 @@ def run_checks(checks, only=None):
             continue
         t0 = time.monotonic()
         try:
-            details = fn() or ""
+            details = fn()
+            details = details if isinstance(details, str) else ""
             print(f"ok   {number}. {name} ({time.monotonic() - t0:.1f} s){': ' + details if details else ''}", flush=True)
         except Failure as e:
             failed += 1

@@ -9,10 +9,12 @@ with raw sockets on 127.0.0.1, on 2 shards:
   3. a line over 4 KiB: `ERR line too long`, the connection closed, the
      server serving on;
   4. a connection idle for --idle-timeout is closed;
-  5. clients that reset with pipelines in flight (SUMs waiting on the other
+  5. counters beyond --max-counters (1,000 per shard here) are refused with
+     `ERR too many counters`, and those there still count;
+  6. clients that reset with pipelines in flight (SUMs waiting on the other
      shard) and 200 connections dropped at once: the server serves on and
      no descriptor is left;
-  6. SIGTERM: exit status 0.
+  7. SIGTERM: exit status 0.
 
 usage: tally_test.py PATH/TO/ringshard-tally
 """
@@ -160,6 +162,22 @@ def idle(server):
     return f"closed after {waited:.1f} s idle"
 
 
+def too_many(server):
+    s = connect(server.port)
+    names = [f"many-{k}" for k in range(2500)]  # ~1,250 per shard, over 1,000 each with what is there
+    s.sendall("".join(f"ADD {n} 1\n" for n in names).encode())
+    got = read_lines(s, len(names))
+    refused = sum(1 for g in got if g == "ERR too many counters")
+    counted = sum(1 for g in got if g == "1")
+    check(refused + counted == len(names), f"unexpected answers: {[g for g in got if g not in ('1', 'ERR too many counters')][:5]}")
+    check(refused >= 500, f"only {refused} of 2,500 new counters refused with 1,000 per shard at most")
+    check(counted <= 2000, f"{counted} new counters taken, over 2 x 1,000")
+    s.sendall(b"ADD a 1\n")  # a counter that is there still counts
+    check(read_lines(s, 1) == ["6"], "an existing counter no longer counts")
+    s.close()
+    return f"{counted} new counters taken, {refused} refused"
+
+
 def resets(server):
     rng = random.Random(5)
     for round_ in range(20):
@@ -176,8 +194,8 @@ def resets(server):
         else:
             s.close()
     t = connect(server.port)
-    t.sendall(b"ADD alive 1\n")
-    check(read_lines(t, 1) == ["1"], "not serving after the resets")
+    t.sendall(b"GET a\n")
+    check(read_lines(t, 1) == ["6"], "not serving after the resets")
     t.close()
     waited = server.wait_for_baseline_fds(timeout=10)
     check(server.alive(), "the server died")
@@ -187,7 +205,7 @@ def resets(server):
 def main():
     global BINARY
     BINARY = sys.argv[1]
-    server = Server(BINARY, "--shards", "2", "--idle-timeout", "1", settle=0.1)
+    server = Server(BINARY, "--shards", "2", "--idle-timeout", "1", "--max-counters", "1000", settle=0.1)
     status = 1
     try:
         status = run_checks([
@@ -195,6 +213,7 @@ def main():
             ("8 clients pipelining against a model", lambda: model_check(server)),
             ("a line over 4 KiB", lambda: too_long(server)),
             ("an idle connection is closed", lambda: idle(server)),
+            ("counters beyond --max-counters", lambda: too_many(server)),
             ("resets with pipelines in flight, 200 connections dropped at once", lambda: resets(server)),
             ("SIGTERM", lambda: server.stop(15)),
         ])
