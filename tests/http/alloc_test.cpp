@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "http/http_test_util.hpp"
 #include "ringshard/net/listener.hpp"
@@ -210,6 +211,35 @@ std::size_t allocations_on_shards(ringshard::Runtime& rt, F&& traffic) {
   REQUIRE(test::eventually([&] { return done.load() == n; }, std::chrono::seconds(10)));
   return counted.load();
 }
+
+// One keep-alive client sends `request` to `address` and reads until
+// `answered` appears, 100 times to warm up, then 2,000 times with
+// allocation counting on the shards of `rt`; returns that count.
+std::size_t keep_alive_allocations(ringshard::Runtime& rt, const ringshard::net::Address& address,
+                                   const std::string& request, std::string_view answered) {
+  using namespace ringshard;
+  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
+  auto exchange = [&] {
+    if (::send(client.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+      return false;
+    std::string got;
+    char buf[4096];
+    while (got.find(answered) == std::string::npos) {
+      const ssize_t r = ::recv(client.get(), buf, sizeof buf, 0);
+      if (r <= 0) return false;
+      got.append(buf, static_cast<std::size_t>(r));
+    }
+    return true;
+  };
+  for (int i = 0; i < 100; ++i) REQUIRE(exchange());  // warm-up
+  bool ok = true;
+  const std::size_t counted = allocations_on_shards(rt, [&] {
+    for (int i = 0; i < 2000 && ok; ++i) ok = exchange();
+  });
+  CHECK(ok);
+  return counted;
+}
 }  // namespace
 
 TEST_CASE("connection: echoing received buffers without a copy allocates nothing in the steady state") {
@@ -231,7 +261,6 @@ TEST_CASE("connection: echoing received buffers without a copy allocates nothing
   });
   CHECK(ok);
   CHECK(counted == 0);
-  client.reset();
   rt.stop();
   rt.wait();
 }
@@ -259,7 +288,6 @@ TEST_CASE("ordered replies with asks to another shard allocate nothing per reque
   CHECK(ok);
   MESSAGE("allocations for 8,000 requests (4,000 asks across shards): " << counted);
   CHECK(counted == 0);
-  client.reset();
   rt.stop();
   rt.wait();
 }
@@ -318,31 +346,9 @@ TEST_CASE("http server: keep-alive requests over a socket allocate nothing in th
   REQUIRE(so.request_timeout.count() > 0);
   REQUIRE(so.send_timeout.count() > 0);
   auto listener = serve(rt, ringshard::net::ListenOptions{}, router, so);
-  const auto address = listener.address();
-  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
-  const std::string request = gets(1);
-  auto exchange = [&] {
-    if (::send(client.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-      return false;
-    std::string got;
-    char buf[4096];
-    while (got.find("Hello, World!") == std::string::npos) {
-      const ssize_t r = ::recv(client.get(), buf, sizeof buf, 0);
-      if (r <= 0) return false;
-      got.append(buf, static_cast<std::size_t>(r));
-    }
-    return true;
-  };
-  for (int i = 0; i < 100; ++i) REQUIRE(exchange());  // warm-up
-  bool ok = true;
-  const std::size_t counted = allocations_on_shards(rt, [&] {
-    for (int i = 0; i < 2000 && ok; ++i) ok = exchange();
-  });
-  CHECK(ok);
+  const std::size_t counted = keep_alive_allocations(rt, listener.address(), gets(1), "Hello, World!");
   MESSAGE("allocations on the shard for 2,000 keep-alive requests: " << counted);
   CHECK(counted == 0);
-  client.reset();
   rt.stop();
   rt.wait();
 }
@@ -357,31 +363,9 @@ TEST_CASE("http server: a template route with a parameter over a socket allocate
   router->get("/links/{id}", [](Request& req) { return Response::text(200, std::string(req.param("id"))); });
   router->get("/links/{id}/stats", [](Request&) { return Response::text(200, "stats"); });
   auto listener = serve(rt, ringshard::net::ListenOptions{}, router, ServerOptions{});
-  const auto address = listener.address();
-  test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(::connect(client.get(), address.get(), address.length()) == 0);
-  const std::string request = gets(1, "/links/k3Yx9");
-  auto exchange = [&] {
-    if (::send(client.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-      return false;
-    std::string got;
-    char buf[4096];
-    while (got.find("\r\n\r\nk3Yx9") == std::string::npos) {
-      const ssize_t r = ::recv(client.get(), buf, sizeof buf, 0);
-      if (r <= 0) return false;
-      got.append(buf, static_cast<std::size_t>(r));
-    }
-    return true;
-  };
-  for (int i = 0; i < 100; ++i) REQUIRE(exchange());  // warm-up
-  bool ok = true;
-  const std::size_t counted = allocations_on_shards(rt, [&] {
-    for (int i = 0; i < 2000 && ok; ++i) ok = exchange();
-  });
-  CHECK(ok);
+  const std::size_t counted = keep_alive_allocations(rt, listener.address(), gets(1, "/links/k3Yx9"), "\r\n\r\nk3Yx9");
   MESSAGE("allocations on the shard for 2,000 requests to a template route: " << counted);
   CHECK(counted == 0);
-  client.reset();
   rt.stop();
   rt.wait();
 }
