@@ -26,6 +26,8 @@ struct FakeOutput final : Output {
   std::vector<std::string> writes;    // one entry per write()
   std::vector<std::size_t> flushes;   // bytes.size() at each flush()
   std::vector<bool> input_pauses;     // each pause_input() call
+  std::vector<int> statuses;          // each on_response()
+  std::vector<std::pair<Clock::duration, std::size_t>> handled;  // each on_handled()
   int closes = 0;
   int shared_writes = 0;
   bool wrote_after_close = false;
@@ -45,6 +47,8 @@ struct FakeOutput final : Output {
   void flush() override { flushes.push_back(bytes.size()); }
   void close_after_flush() override { ++closes; }
   void pause_input(bool paused) override { input_pauses.push_back(paused); }
+  void on_response(int status) override { statuses.push_back(status); }
+  void on_handled(Clock::duration each, std::size_t count) override { handled.emplace_back(each, count); }
   [[nodiscard]] bool congested() const override {
     return congestion || (window != 0 && bytes.size() - taken > window);
   }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http/http_test_util.hpp"
@@ -129,6 +130,51 @@ TEST_CASE("http session: 16 pipelined requests are answered in order") {
   for (int i = 0; i < 16; ++i) CHECK(rs[static_cast<std::size_t>(i)].body == "/path/" + std::to_string(i));
   CHECK(out.flushes.size() == 1);
   CHECK(s.requests() == 16);
+}
+
+TEST_CASE("http session: the answers of a pipelined batch are timed together, deferred ones alone") {
+  using namespace std::chrono_literals;
+  Router router = make_router();
+  router.get("/slow", [](Request&) {
+    std::this_thread::sleep_for(2ms);
+    return Response::text(200, "slow");
+  });
+  std::vector<Responder> held;
+  router.get("/later", [&](Request&, Responder r) { held.push_back(std::move(r)); });
+  FakeOutput out;
+  Session s(router, Limits{}, out);
+
+  // 16 answers and a 404 in one feed: one report for the 16, none for the 404.
+  std::string in;
+  for (int i = 0; i < 16; ++i) in += "GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n";
+  in += "GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n";
+  s.feed(in);
+  CHECK(out.statuses.size() == 17);
+  CHECK(out.statuses.back() == 404);
+  REQUIRE(out.handled.size() == 1);
+  CHECK(out.handled[0].second == 16);
+
+  // Two slow handlers in one batch: each counted at the batch's average, at
+  // least the 2 ms each slept.
+  s.feed("GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(out.handled.size() == 2);
+  CHECK(out.handled[1].second == 2);
+  CHECK(out.handled[1].first >= 2ms);
+  CHECK(out.handled[1].first < 1s);
+
+  // A deferred answer counts alone, from its batch to the answer; the
+  // answer returned behind it in the same batch is timed with the batch.
+  s.feed("GET /later HTTP/1.1\r\nHost: h\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(out.handled.size() == 3);
+  CHECK(out.handled[2].second == 1);
+  CHECK(out.handled[2].first < 1s);
+  REQUIRE(held.size() == 1);
+  std::this_thread::sleep_for(5ms);
+  held[0](Response::text(200, "late"));
+  REQUIRE(out.handled.size() == 4);
+  CHECK(out.handled[3].second == 1);
+  CHECK(out.handled[3].first >= 5ms);
+  CHECK(parse_responses(out.bytes).size() == 21);
 }
 
 TEST_CASE("http session: a request split byte by byte") {

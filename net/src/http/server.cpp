@@ -26,14 +26,16 @@ HttpStats* find_stats(Shard& shard) noexcept {
   return ext != nullptr ? &static_cast<StatsExtension*>(ext)->stats : nullptr;
 }
 
-void HttpStats::count_response(int status, Clock::time_point dispatched) noexcept {
+void HttpStats::count_response(int status) noexcept {
   if (status >= 100 && status < 600) ++responses[static_cast<std::size_t>(status / 100 - 1)];
-  if (dispatched == Clock::time_point{}) return;  // no handler ran (404, 405, a malformed request)
-  const double seconds = std::chrono::duration<double>(Clock::now() - dispatched).count();
+}
+
+void HttpStats::count_handled(Clock::duration each, std::size_t count) noexcept {
+  const double seconds = std::chrono::duration<double>(each).count();
   std::size_t bucket = 0;
   while (bucket < kLatencyBounds.size() && seconds > kLatencyBounds[bucket]) ++bucket;
-  ++latency[bucket];
-  latency_sum_ns += static_cast<std::uint64_t>(seconds * 1e9);
+  latency[bucket] += count;
+  latency_sum_ns += static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(each).count()) * count;
 }
 
 HttpStats& stats_of(Shard& shard) {

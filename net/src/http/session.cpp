@@ -181,7 +181,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
     bool http10 = false;
     bool head = false;
     bool keep_alive = true;
-    Clock::time_point dispatched{};  // when the handler was called (none: default)
+    Clock::time_point dispatched{};  // the batch's first dispatch, if a handler is called (none: default)
+    bool deferred = false;           // answered through a Responder: timed alone
   };
   struct Slot {
     Info info;
@@ -277,6 +278,8 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   void after_output();
   void flush_point();
   void settle();
+  Clock::time_point batch_time();
+  void end_batch() noexcept;
   void pump();
   // No request is dispatched now: the output is congested, or a streamed
   // response is in progress.
@@ -328,6 +331,10 @@ class SessionCore : public std::enable_shared_from_this<SessionCore> {
   std::string scratch_;
   std::uint64_t requests_ = 0;
   bool in_feed_ = false;
+  // The batch being dispatched (see Output::on_handled): when its first
+  // handler was called (none yet: default), the answers handlers returned.
+  Clock::time_point batch_start_{};
+  std::size_t batch_answers_ = 0;
   bool dirty_ = false;          // written since the last flush
   bool stopped_ = false;        // no more input is parsed
   bool eof_ = false;            // the peer sends nothing more
@@ -993,7 +1000,7 @@ void SessionCore::message_done() {
   } else {
     m = router_.find(req.method, req);
   }
-  if (m.status == 0) info.dispatched = Clock::now();  // the handler latency counts from here
+  if (m.status == 0) info.dispatched = batch_time();  // the handler latency counts from here
   Response response;
   const Router::Middleware* route_hooks = m.middleware;  // run only once the way reached the route
   if (m.status != 0) {
@@ -1028,6 +1035,7 @@ void SessionCore::message_done() {
     } else {
       Slot& slot = slots_.push().first;
       slot.info = info;
+      slot.info.deferred = true;
       keep_request(slot, m.middleware);
       try {
         (*m.deferred)(req, Responder(weak_from_this(), seq));
@@ -1281,7 +1289,14 @@ void SessionCore::serialize(std::string& out, const Info& info, const Response& 
     return serialize(out, info, router_.error_response(500, blank_request()));
   }
   const int status = r.status;
-  out_->on_response(status, info.dispatched);
+  out_->on_response(status);
+  if (info.dispatched != Clock::time_point{}) {
+    if (info.deferred) {
+      out_->on_handled(Clock::now() - info.dispatched, 1);
+    } else {
+      ++batch_answers_;  // timed at the batch's end (end_batch)
+    }
+  }
   const bool bodiless_status = status == 204 || status == 304;
   serialize_head(out, info, r, r.body.size(), false, !info.keep_alive || r.close);
   if (!info.head && !bodiless_status) out += r.body;
@@ -1357,7 +1372,11 @@ void SessionCore::serialize_head(std::string& out, const Info& info, const Respo
 // handler may start a stream: it writes in turn), then one flush, and the
 // connection is told whether to read.
 void SessionCore::settle() {
-  if (in_feed_ || pumping_ || closed_) return;
+  if (in_feed_ || pumping_) return;
+  if (closed_) {
+    end_batch();
+    return;
+  }
   const auto keep = shared_from_this();
   pump();
   while (paused_ && !closed_) {
@@ -1376,6 +1395,23 @@ void SessionCore::settle() {
       out_->pause_input(hold);
     }
   }
+  end_batch();
+}
+
+Clock::time_point SessionCore::batch_time() {
+  if (batch_start_ == Clock::time_point{}) batch_start_ = Clock::now();
+  return batch_start_;
+}
+
+// The answers handlers returned in this batch share its time: one clock
+// read here and one at its first dispatch, however many requests it held.
+void SessionCore::end_batch() noexcept {
+  if (batch_answers_ != 0 && out_) {
+    const Clock::duration took = Clock::now() - batch_start_;
+    out_->on_handled(took / static_cast<Clock::rep>(batch_answers_), batch_answers_);
+  }
+  batch_answers_ = 0;
+  batch_start_ = {};
 }
 
 // Runs the producer of the stream at the front while it makes progress and

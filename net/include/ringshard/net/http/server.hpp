@@ -83,12 +83,16 @@ struct HttpStats {
   /// Responses by status class: [0] 1xx ... [4] 5xx.
   std::array<StatCounter, 5> responses{};
   /// Handler latency (from the handler's call to its response, deferred
-  /// answers included), in seconds: latency[i] counts those at most
-  /// kLatencyBounds[i] (and above the bound before), the last one the rest.
+  /// answers included; answers handlers return are timed per batch of
+  /// pipelined requests, see Output::on_handled), in seconds: latency[i]
+  /// counts those at most kLatencyBounds[i] (and above the bound before),
+  /// the last one the rest.
   static constexpr std::array<double, 8> kLatencyBounds = {25e-6, 100e-6, 500e-6, 2e-3, 10e-3, 50e-3, 250e-3, 1.0};
   std::array<StatCounter, kLatencyBounds.size() + 1> latency{};
   StatCounter latency_sum_ns;
-  void count_response(int status, Clock::time_point dispatched) noexcept;
+  void count_response(int status) noexcept;
+  /// `count` answers that took `each`.
+  void count_handled(Clock::duration each, std::size_t count) noexcept;
 };
 HttpStats& stats_of(Shard& shard);
 /// The shard's HttpStats if an HTTP server ever ran there, else nullptr. Any thread.
@@ -126,8 +130,11 @@ class HttpConnection final : public Connection<HttpConnection>, private Output, 
   void flush() override;
   void close_after_flush() override { close_lingering(); }
   void pause_input(bool paused) override;
-  void on_response(int status, Clock::time_point dispatched) override {
-    if (stats_ != nullptr) stats_->count_response(status, dispatched);
+  void on_response(int status) override {
+    if (stats_ != nullptr) stats_->count_response(status);
+  }
+  void on_handled(Clock::duration each, std::size_t count) override {
+    if (stats_ != nullptr) stats_->count_handled(each, count);
   }
   /// Backpressure: no further request is dispatched while the unsent bytes
   /// (queued, or written but not flushed yet) are above the high watermark.

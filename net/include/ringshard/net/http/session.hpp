@@ -66,9 +66,17 @@ struct Output {
   }
   virtual void pause_input(bool /*paused*/) {}
   /// A response's head is being written (any answer form, errors too):
-  /// its status, and when its handler was called (a default time point for
-  /// an answer no handler made: 404, 405, a malformed request). For metrics.
-  virtual void on_response(int /*status*/, Clock::time_point /*dispatched*/) {}
+  /// its status. For metrics.
+  virtual void on_response(int /*status*/) {}
+  /// Handler latency, for metrics: `count` answers made by handlers took
+  /// `each` from the handler's call. Answers a handler returns are timed
+  /// per batch (the requests one feed() or resume() dispatches): one clock
+  /// read at the batch's first dispatch and one at its end, the time split
+  /// evenly over the answers made in it; so a pipelined batch costs two
+  /// clock reads, not two per request. A deferred answer (Responder) counts
+  /// alone, from its batch's first dispatch to the answer. Answers no
+  /// handler made (404, 405, a malformed request) are not counted.
+  virtual void on_handled(Clock::duration /*each*/, std::size_t /*count*/) {}
   virtual ~Output() = default;
 };
 
