@@ -274,13 +274,16 @@ def fd_exhaustion(binary, rng):
     server = Server(binary, nofile=32)
     held = []
     try:
-        for _ in range(40):  # more than the server can hold: the rest wait in the backlog
+        # More than the server can hold, with direct descriptors too (RLIMIT_NOFILE
+        # fixed slots, then as many plain descriptors): the rest wait in the backlog.
+        for _ in range(80):
             held.append(connect(server.port))
         time.sleep(0.2)
         before = server.cpu_seconds()
         time.sleep(1.0)
         spent = server.cpu_seconds() - before
         check(spent < 0.3, f"server used {spent:.2f} s of CPU in 1 s while out of descriptors (busy loop?)")
+        check("pausing accepts" in server.stderr_text(), f"accepts never failed: {server.stderr_text()}")
         for s in held:
             s.close()
         held.clear()
