@@ -67,9 +67,11 @@ using namespace ringshard;
 using namespace std::chrono_literals;
 
 constexpr unsigned kSqEntries = 1024;
-// Every recv completion consumes one provided buffer, so a turn can bring as
-// many recv CQEs as there are buffers, plus the sends; size the CQ so that it
-// rarely overflows (with IORING_FEAT_NODROP an overflow is slow, not lossy).
+// Without an incremental ring every recv completion consumes at least one
+// provided buffer, so a turn can bring as many recv CQEs as there are buffers
+// (with one, as many as connections with data), plus the sends; size the CQ
+// so that it rarely overflows (with IORING_FEAT_NODROP an overflow is slow,
+// not lossy).
 constexpr unsigned kCqEntries = 8192;
 constexpr unsigned kBufferSize = 4096;  // one buffer per receive (no incremental ring)
 // An incremental ring's buffers are filled in parts by consecutive receives of
