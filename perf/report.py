@@ -20,7 +20,8 @@ Per-core throughput: requests/s divided by the CPU the server used (CPU
 seconds per second, from /proc). When the load generator saturates before the
 server (as wrk does against a fast HTTP server), raw requests/s compare the
 load generators; requests/s per core still compares the servers. Both are
-reported, with the CPU use of server and load.
+reported, with the CPU use of server and load, and the server's CPU microseconds
+per request (µs/req, the inverse of per core; field us_per_req in results.json).
 """
 import argparse
 import datetime
@@ -304,6 +305,9 @@ def measure(server, argv, load_cpus, parse):
     result["server_cores"] = server_cpu / wall
     result["load_cores"] = load_cpu / wall
     result["per_core"] = result["rps"] / result["server_cores"] if result["server_cores"] > 0 else 0.0
+    # The server's CPU time per request: a gain shows here even where the load
+    # generator, not the server, limits the raw requests/s.
+    result["us_per_req"] = 1e6 * result["server_cores"] / result["rps"] if result["rps"] > 0 else 0.0
     return result
 
 
@@ -419,7 +423,7 @@ def interleaved(cell, servers, rounds, run_one):
             results[s.name].append(res)
             log(f"  {cell} round {r + 1}/{rounds} {s.label:24} {res['rps']:>11,.0f} req/s  "
                 f"server {res['server_cores']:.2f} cores  load {res['load_cores']:.2f} cores  "
-                f"{res['per_core']:>11,.0f} req/s per core")
+                f"{res['per_core']:>11,.0f} req/s per core  {res['us_per_req']:.2f} µs/req")
     return results
 
 
@@ -566,6 +570,14 @@ def machine():
         pass
     return (f"{os.cpu_count()} CPUs ({cpu}), {mem} GiB, Linux {platform.release()}"
             f"{', ' + virt if virt and virt != 'none' else ''}, {distro}")
+
+
+def us_per_req(m):
+    """Server CPU microseconds per request of a median (derived from per core
+    for results.json files written before the field existed)."""
+    if "us_per_req" in m:
+        return m["us_per_req"]
+    return 1e6 / m["per_core"] if m.get("per_core") else 0.0
 
 
 def fmt_k(v):
@@ -863,6 +875,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
     md.append(f"Each figure is the median of {report['rounds']} interleaved rounds of {report['duration']:g} s. "
               "One-core servers run on CPU 0 and the load on CPU 1; two-core servers share both CPUs with the load. "
               "*per core* = requests/s divided by the CPU the server used (cores busy); "
+              "*µs/req* = the server's CPU microseconds per request (the inverse of per core); "
               "*cpu* = cores the server kept busy; *load* = cores the load generator used.\n")
     # targets
     md.append("## Targets\n")
@@ -911,7 +924,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
                         if not m:
                             row.append("")
                             continue
-                        row.append(f"**{fmt_k(m['per_core'])}** per core; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
+                        row.append(f"**{fmt_k(m['per_core'])}** per core, {us_per_req(m):.2f} µs/req; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
                                    f"load {m['load_cores']:.2f}, p99 {m['p99_us']:.0f} µs")
                     md.append(f"| {c['connections']} | " + " | ".join(row) + " |")
                 md.append("")
@@ -926,7 +939,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
             row = []
             for n in names:
                 m = c["median"].get(n)
-                row.append(f"**{fmt_k(m['per_core'])}** per core; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
+                row.append(f"**{fmt_k(m['per_core'])}** per core, {us_per_req(m):.2f} µs/req; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
                            f"load {m['load_cores']:.2f}" if m else "")
             md.append(f"| {what} | " + " | ".join(row) + " |")
         md.append("")
@@ -940,7 +953,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
             row = []
             for n in names:
                 m = c["median"].get(n)
-                row.append(f"**{fmt_k(m['per_core'])}** per core; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
+                row.append(f"**{fmt_k(m['per_core'])}** per core, {us_per_req(m):.2f} µs/req; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
                            f"load {m['load_cores']:.2f}, p99 {m['p99_us']:.0f} µs" if m else "")
             md.append(f"| {c['test'].upper()} -P {c['depth']} | " + " | ".join(row) + " |")
         md.append("")

@@ -6,19 +6,41 @@
 // per turn and then drains every completion.
 //
 //   ringshard-echo-plain [--host 127.0.0.1] [--port 0] [--buffers 4096]
+//                        [--no-direct] [--fixed-files N] [--no-bundle] [--no-incremental]
 //
 // The first line on stdout is `listening on HOST:PORT` (port 0 picks a free
-// port). --buffers sets how many 4 KiB receive buffers the kernel may fill
-// (a power of two; tests use a tiny count to run the ring dry). SIGINT or
-// SIGTERM closes every connection and exits with status 0.
+// port). --buffers sets the receive memory the kernel may fill, in 4 KiB
+// units (a power of two; tests use a tiny count to run the ring dry). SIGINT
+// or SIGTERM closes every connection and exits with status 0.
+//
+// Three newer kernel features are used when the kernel has them; each is
+// probed at start, a line on stderr says when one is unavailable, and each can
+// be switched off (the other code path is the fallback):
+//   direct descriptors (--no-direct): a sparse fixed file table of
+//     --fixed-files slots (default: RLIMIT_NOFILE, at most 65536); accepted
+//     sockets go straight into it (multishot accept with
+//     IORING_FILE_INDEX_ALLOC) and recv, send and close use the slot
+//     (IOSQE_FIXED_FILE), which saves the file lookup and reference count of
+//     every operation. When the table is full, accepts switch to plain
+//     descriptors until it has drained to three quarters; the exit line counts
+//     those plain accepts, and connections the kernel had to drop at a full
+//     table (a burst that raced the switch: the kernel closes them).
+//     TCP_NODELAY is set on the listening socket: accepted sockets inherit it.
+//   receive bundles (--no-bundle, 6.10+): one recv completion may cover
+//     several provided buffers, in ring order from the one it names.
+//   incremental buffers (--no-incremental, 6.12+): the buffer ring holds 64 KiB
+//     buffers (--buffers / 16 of them) that the kernel fills in parts, one
+//     receive after another, instead of a whole 4 KiB buffer per receive.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <chrono>
@@ -29,6 +51,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -44,11 +67,17 @@ using namespace ringshard;
 using namespace std::chrono_literals;
 
 constexpr unsigned kSqEntries = 1024;
-// Every recv completion consumes one provided buffer, so a turn can bring as
-// many recv CQEs as there are buffers, plus the sends; size the CQ so that it
-// rarely overflows (with IORING_FEAT_NODROP an overflow is slow, not lossy).
+// Without an incremental ring every recv completion consumes at least one
+// provided buffer, so a turn can bring as many recv CQEs as there are buffers
+// (with one, as many as connections with data), plus the sends; size the CQ
+// so that it rarely overflows (with IORING_FEAT_NODROP an overflow is slow,
+// not lossy).
 constexpr unsigned kCqEntries = 8192;
-constexpr unsigned kBufferSize = 4096;
+constexpr unsigned kBufferSize = 4096;  // one buffer per receive (no incremental ring)
+// An incremental ring's buffers are filled in parts by consecutive receives of
+// any connections; the same memory as --buffers x 4 KiB.
+constexpr unsigned kIncrementalBufferSize = 65536;
+constexpr unsigned kDefaultFixedFiles = 65536;
 constexpr std::uint16_t kBufferGroup = 0;
 // A client that sends but does not read makes its queue grow. Above the high
 // mark the connection stops receiving (its multishot recv is cancelled), below
@@ -61,7 +90,10 @@ constexpr int kListenBacklog = 4096;  // the kernel caps it at net.core.somaxcon
 // which slot and which generation of that slot. A slot is reused after its
 // connection closes; the generation makes a late CQE (or a late cancel) of the
 // previous occupant unable to touch the new one.
+// For accept and close, the slot field says whether a direct descriptor is
+// involved (1) or a plain one (0).
 enum class Op : std::uint8_t { accept, accept_resume, signal, recv, send, cancel, close };
+enum Kind : std::uint32_t { plain = 0, direct = 1 };
 
 constexpr std::uint64_t tag(Op op, std::uint32_t slot = 0, std::uint32_t generation = 0) {
   return (std::uint64_t{generation} << 32) | (std::uint64_t{slot} << 8) | static_cast<std::uint8_t>(op);
@@ -71,7 +103,8 @@ constexpr std::uint32_t slot_of(std::uint64_t data) { return static_cast<std::ui
 constexpr std::uint32_t generation_of(std::uint64_t data) { return static_cast<std::uint32_t>(data >> 32); }
 
 struct Connection {
-  int fd = -1;
+  int fd = -1;                  // a descriptor, or a slot of the fixed file table when `fixed`
+  bool fixed = false;
   std::uint32_t slot = 0;
   std::uint32_t generation = 0;
   bool recv_armed = false;      // a multishot recv is in the kernel
@@ -91,12 +124,19 @@ struct Connection {
   std::vector<std::byte> queued;
 
   [[nodiscard]] std::size_t pending() const { return sending.size() - sent + queued.size(); }
+  [[nodiscard]] uring::File file() const {
+    return fixed ? uring::File(uring::FixedFile{static_cast<unsigned>(fd)}) : uring::File(fd);
+  }
 };
 
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
-  unsigned buffers = 4096;  // provided receive buffers, kBufferSize each
+  unsigned buffers = 4096;  // receive memory in kBufferSize units
+  bool direct = true;
+  unsigned fixed_files = 0;  // 0: RLIMIT_NOFILE, at most kDefaultFixedFiles
+  bool bundle = true;
+  bool incremental = true;
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -132,19 +172,18 @@ uring::Ring make_ring() {
 class EchoServer {
  public:
   EchoServer(const Options& options, int listen_fd, int signal_fd)
-      : ring_(make_ring()),
-        buffer_memory_(std::make_unique_for_overwrite<std::byte[]>(std::size_t{options.buffers} * kBufferSize)),
-        buffers_(ring_, options.buffers, kBufferGroup),
-        listen_fd_(listen_fd),
-        signal_fd_(signal_fd) {
-    for (unsigned bid = 0; bid < options.buffers; ++bid) give_back(static_cast<std::uint16_t>(bid));
-    publish_buffers();
+      : ring_(make_ring()), listen_fd_(listen_fd), signal_fd_(signal_fd) {
+    setup_direct(options);
+    setup_buffers(options);
+    std::fprintf(stderr, "echo-plain: direct descriptors %s, receive bundles %s, incremental buffers %s (%u x %u KiB)\n",
+                 direct_ ? ("on (" + std::to_string(fixed_slots_) + " slots)").c_str() : "off", bundle_ ? "on" : "off",
+                 incremental_ ? "on" : "off", buffer_count_, buffer_size_ / 1024);
   }
 
   // Runs until a signal arrives and every connection is closed.
   void run() {
     arm_signal_read();
-    arm_accept();
+    settle_accept();
     // One enter per turn submits everything the previous turn prepared and
     // waits for at least one completion; then all ready CQEs are handled and
     // the CQ head is published once.
@@ -157,17 +196,71 @@ class EchoServer {
       settle_received();
       publish_buffers();
     }
-    std::fprintf(stderr, "echo-plain: stopped, %llu connections served\n",
-                 static_cast<unsigned long long>(accepted_));
+    std::fprintf(stderr,
+                 "echo-plain: stopped, %llu connections served, %llu accepted as plain descriptors "
+                 "(fixed file table full), %llu dropped by the kernel at a full table\n",
+                 accepted_, plain_fallbacks_, dropped_at_full_table_);
   }
 
  private:
+  // ---- features -------------------------------------------------------------------
+  void setup_direct(const Options& options) {
+    if (!options.direct) return;
+    unsigned slots = options.fixed_files;
+    if (slots == 0) {
+      rlimit nofile{};
+      ::getrlimit(RLIMIT_NOFILE, &nofile);
+      slots = static_cast<unsigned>(std::min<rlim_t>(nofile.rlim_cur, kDefaultFixedFiles));
+    }
+    const int ret = ring_.register_files_sparse(slots);
+    if (ret < 0) {
+      std::fprintf(stderr, "echo-plain: direct descriptors unavailable (registering %u fixed files: %s); "
+                   "using plain descriptors\n", slots, std::strerror(-ret));
+      return;
+    }
+    direct_ = true;
+    fixed_slots_ = slots;
+    fixed_low_ = slots - std::max(1U, slots / 4);
+  }
+
+  void setup_buffers(const Options& options) {
+    if (options.bundle) {
+      bundle_ = ring_.has_feature(IORING_FEAT_RECVSEND_BUNDLE);
+      if (!bundle_) {
+        std::fprintf(stderr, "echo-plain: receive bundles unavailable (no IORING_FEAT_RECVSEND_BUNDLE); "
+                     "one buffer per receive\n");
+      }
+    }
+    if (options.incremental) {
+      const unsigned count = std::max(1U, options.buffers / (kIncrementalBufferSize / kBufferSize));
+      try {
+        buffers_.emplace(ring_, count, kBufferGroup, IOU_PBUF_RING_INC);
+        incremental_ = true;
+        buffer_size_ = kIncrementalBufferSize;
+      } catch (const std::system_error& e) {
+        std::fprintf(stderr, "echo-plain: incremental buffers unavailable (%s); 4 KiB buffers used whole\n",
+                     e.what());
+      }
+    }
+    if (!buffers_) {
+      buffers_.emplace(ring_, options.buffers, kBufferGroup);
+      buffer_size_ = kBufferSize;
+    }
+    buffer_count_ = buffers_->entries();
+    tracked_ = bundle_ || incremental_;
+    if (tracked_) ring_bids_.resize(buffer_count_);
+    buffer_memory_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{buffer_count_} * buffer_size_);
+    for (unsigned bid = 0; bid < buffer_count_; ++bid) give_back(static_cast<std::uint16_t>(bid));
+    publish_buffers();
+  }
+
   void dispatch(const io_uring_cqe& cqe) {
     switch (op_of(cqe.user_data)) {
       case Op::accept: on_accept(cqe); break;
       case Op::accept_resume:
         --inflight_;
-        if (!stopping_) arm_accept();
+        accept_paused_ = false;
+        settle_accept();
         break;
       case Op::signal: on_signal(cqe); break;
       case Op::recv: on_recv(connection(cqe), cqe); break;
@@ -178,24 +271,66 @@ class EchoServer {
       case Op::close:
         --inflight_;
         if (cqe.res < 0) std::fprintf(stderr, "echo-plain: close: %s\n", std::strerror(-cqe.res));
+        if (slot_of(cqe.user_data) == Kind::direct) {
+          --fixed_used_;
+          settle_accept();  // a freed slot may take direct accepts again
+        }
         break;
     }
   }
 
   // ---- accepting -------------------------------------------------------------
-  void arm_accept() {
+  // At most one multishot accept of each kind is wanted: a direct one while the
+  // fixed file table has room, a plain one otherwise. Switching arms the new
+  // kind at once and cancels the old one.
+  void settle_accept() {
+    if (stopping_ || accept_paused_) return;
+    if (table_full_ && fixed_used_ <= fixed_low_) table_full_ = false;
+    const Kind want = direct_ && !table_full_ ? Kind::direct : Kind::plain;
+    const Kind other = want == Kind::direct ? Kind::plain : Kind::direct;
+    if (!accept_armed_[want]) arm_accept(want);
+    if (accept_armed_[other] && !accept_cancelled_[other]) {
+      io_uring_sqe* sqe = next_sqe();
+      uring::prep_cancel64(sqe, tag(Op::accept, other), 0);
+      uring::sqe_set_data64(sqe, tag(Op::cancel));
+      accept_cancelled_[other] = true;
+      ++inflight_;
+    }
+  }
+
+  void arm_accept(Kind kind) {
     io_uring_sqe* sqe = next_sqe();
-    uring::prep_multishot_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    uring::sqe_set_data64(sqe, tag(Op::accept));
+    if (kind == Kind::direct) {
+      // No SOCK_CLOEXEC: a fixed file has no descriptor to close on exec (the kernel refuses it).
+      uring::prep_multishot_accept_direct(sqe, listen_fd_, nullptr, nullptr, 0);
+    } else {
+      uring::prep_multishot_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+    uring::sqe_set_data64(sqe, tag(Op::accept, kind));
+    accept_armed_[kind] = true;
+    accept_cancelled_[kind] = false;
     ++inflight_;
   }
 
   void on_accept(const io_uring_cqe& cqe) {
+    const Kind kind = slot_of(cqe.user_data) == Kind::direct ? Kind::direct : Kind::plain;
     const bool more = uring::cqe_has_more(&cqe);
-    if (!more) --inflight_;
+    if (!more) {
+      --inflight_;
+      accept_armed_[kind] = false;
+    }
     if (cqe.res >= 0) {
-      open_connection(cqe.res);
+      if (kind == Kind::direct) {
+        if (++fixed_used_ >= fixed_slots_) note_table_full();
+      } else if (direct_) {
+        ++plain_fallbacks_;
+      }
+      open_connection(cqe.res, kind == Kind::direct);
       accept_error_reported_ = false;
+    } else if (cqe.res == -ENFILE && kind == Kind::direct) {
+      // No free slot: the kernel accepted the connection and had to close it.
+      ++dropped_at_full_table_;
+      note_table_full();
     } else if (cqe.res != -ECANCELED && !accept_error_reported_) {
       std::fprintf(stderr, "echo-plain: accept: %s; pausing accepts\n", std::strerror(-cqe.res));
       accept_error_reported_ = true;
@@ -203,10 +338,12 @@ class EchoServer {
     if (more || stopping_) return;
     // The multishot accept ended. After an error (-EMFILE, -ENFILE, ...)
     // re-arming at once would fail again at once and spin the loop: wait
-    // 100 ms (closing connections meanwhile frees descriptors).
-    if (cqe.res >= 0) {
-      arm_accept();
-    } else {
+    // 100 ms (closing connections meanwhile frees descriptors). A full fixed
+    // table is not such an error: plain accepts take over at once.
+    if (cqe.res >= 0 || cqe.res == -ECANCELED || (cqe.res == -ENFILE && kind == Kind::direct)) {
+      settle_accept();
+    } else if (!accept_paused_) {
+      accept_paused_ = true;
       io_uring_sqe* sqe = next_sqe();
       uring::prep_timeout(sqe, &accept_pause_, 0, 0);
       uring::sqe_set_data64(sqe, tag(Op::accept_resume));
@@ -214,11 +351,20 @@ class EchoServer {
     }
   }
 
-  void open_connection(int fd) {
+  void note_table_full() {
+    if (!table_full_ && !table_full_reported_) {
+      std::fprintf(stderr, "echo-plain: fixed file table full (%u slots): accepting plain descriptors until "
+                   "%u are in use\n", fixed_slots_, fixed_low_);
+      table_full_reported_ = true;
+    }
+    table_full_ = true;
+    settle_accept();
+  }
+
+  void open_connection(int fd, bool fixed) {
     ++accepted_;
-    // Echo is request/response: without NODELAY, Nagle holds back small replies.
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // TCP_NODELAY comes from the listening socket (a direct descriptor has no
+    // fd for setsockopt).
     std::uint32_t slot;
     if (!free_slots_.empty()) {
       slot = free_slots_.back();
@@ -230,6 +376,7 @@ class EchoServer {
     }
     Connection& c = connections_[slot];
     c.fd = fd;
+    c.fixed = fixed;
     settle(c);  // arms the recv (or closes at once when stopping)
   }
 
@@ -245,14 +392,7 @@ class EchoServer {
       c.recv_armed = false;
       --inflight_;
     }
-    if (uring::cqe_has_buffer(&cqe)) {
-      // Copy the bytes out and give the buffer back at once, so that buffers
-      // never wait on a slow peer and every connection can keep receiving.
-      const std::uint16_t bid = uring::cqe_buffer_id(&cqe);
-      const std::byte* data = buffer(bid);
-      if (cqe.res > 0) c.queued.insert(c.queued.end(), data, data + cqe.res);
-      give_back(bid);
-    }
+    if (uring::cqe_has_buffer(&cqe)) take_received(c, cqe);
     if (cqe.res == 0) {
       c.eof = true;
     } else if (cqe.res < 0 && cqe.res != -ECANCELED && cqe.res != -ENOBUFS) {
@@ -266,6 +406,45 @@ class EchoServer {
     if (!c.dirty) {
       c.dirty = true;
       received_.push_back(c.slot);
+    }
+  }
+
+  // Copies the bytes out and gives the buffers back at once, so that buffers
+  // never wait on a slow peer and every connection can keep receiving.
+  void take_received(Connection& c, const io_uring_cqe& cqe) {
+    const std::uint16_t bid = uring::cqe_buffer_id(&cqe);
+    if (!tracked_) {  // one whole buffer per completion, named by the CQE
+      const std::byte* data = buffer(bid);
+      if (cqe.res > 0) c.queued.insert(c.queued.end(), data, data + cqe.res);
+      give_back(bid);
+      return;
+    }
+    // Bundles and incremental rings: the kernel takes buffers in ring order,
+    // so the bytes start in the buffer at our copy of the ring's head (for an
+    // incremental ring, head_offset_ bytes into it: the part earlier receives
+    // filled) and go on in the next ones. Without data nothing is consumed.
+    if (cqe.res <= 0) return;
+    if (ring_bids_[head_ & (buffer_count_ - 1)] != bid) die("buffer ring out of step: the CQE's buffer is not at the head");
+    std::size_t left = static_cast<std::size_t>(cqe.res);
+    bool partial = false;
+    while (left > 0) {
+      const std::uint16_t b = ring_bids_[head_ & (buffer_count_ - 1)];
+      const std::size_t room = buffer_size_ - head_offset_;
+      const std::size_t take = std::min(left, room);
+      const std::byte* data = buffer(b) + head_offset_;
+      c.queued.insert(c.queued.end(), data, data + take);
+      left -= take;
+      if (incremental_ && take < room) {  // the kernel goes on filling this buffer
+        head_offset_ += static_cast<unsigned>(take);
+        partial = true;
+        break;
+      }
+      give_back(b);  // without an incremental ring a buffer is used up even when partly filled
+      ++head_;
+      head_offset_ = 0;
+    }
+    if (left > 0 || (incremental_ && partial != ((cqe.flags & IORING_CQE_F_BUF_MORE) != 0))) {
+      die("buffer ring out of step: the CQE's byte count does not match the buffers");
     }
   }
 
@@ -311,7 +490,8 @@ class EchoServer {
 
   void arm_recv(Connection& c) {
     io_uring_sqe* sqe = next_sqe();
-    uring::prep_recv_multishot_group(sqe, c.fd, 0, kBufferGroup);
+    uring::prep_recv_multishot_group(sqe, c.file(), 0, kBufferGroup);
+    if (bundle_) sqe->ioprio |= IORING_RECVSEND_BUNDLE;
     uring::sqe_set_data64(sqe, tag(Op::recv, c.slot, c.generation));
     c.recv_armed = true;
     c.recv_cancelled = false;
@@ -336,7 +516,7 @@ class EchoServer {
     }
     io_uring_sqe* sqe = next_sqe();
     // MSG_NOSIGNAL: a peer that reset gets -EPIPE, not a SIGPIPE for the process.
-    uring::prep_send(sqe, c.fd, uring::ConstBuffer(c.sending.data() + c.sent, c.sending.size() - c.sent),
+    uring::prep_send(sqe, c.file(), uring::ConstBuffer(c.sending.data() + c.sent, c.sending.size() - c.sent),
                      MSG_NOSIGNAL);
     uring::sqe_set_data64(sqe, tag(Op::send, c.slot, c.generation));
     c.send_in_flight = true;
@@ -345,8 +525,12 @@ class EchoServer {
 
   void close(Connection& c) {
     io_uring_sqe* sqe = next_sqe();
-    uring::prep_close(sqe, c.fd);
-    uring::sqe_set_data64(sqe, tag(Op::close));
+    if (c.fixed) {
+      uring::prep_close_direct(sqe, static_cast<unsigned>(c.fd));
+    } else {
+      uring::prep_close(sqe, c.fd);
+    }
+    uring::sqe_set_data64(sqe, tag(Op::close, c.fixed ? Kind::direct : Kind::plain));
     ++inflight_;
     // Nothing of this connection is in the kernel any more, so the slot can
     // be reused right away; the new generation tells its CQEs apart.
@@ -402,22 +586,48 @@ class EchoServer {
     die("the submission queue stays full");
   }
 
-  std::byte* buffer(std::uint16_t bid) { return buffer_memory_.get() + std::size_t{bid} * kBufferSize; }
+  std::byte* buffer(std::uint16_t bid) { return buffer_memory_.get() + std::size_t{bid} * buffer_size_; }
 
   // Stages a buffer for the kernel; publish_buffers() makes the staged ones
   // visible with one release store per turn.
-  void give_back(std::uint16_t bid) { buffers_.add(buffer(bid), kBufferSize, bid, staged_buffers_++); }
+  void give_back(std::uint16_t bid) {
+    if (tracked_) ring_bids_[filled_++ & (buffer_count_ - 1)] = bid;
+    buffers_->add(buffer(bid), buffer_size_, bid, staged_buffers_++);
+  }
 
   void publish_buffers() {
     if (staged_buffers_ == 0) return;
-    buffers_.advance(staged_buffers_);
+    buffers_->advance(staged_buffers_);
     staged_buffers_ = 0;
   }
 
   uring::Ring ring_;
-  std::unique_ptr<std::byte[]> buffer_memory_;
-  uring::BufferRing buffers_;  // declared after ring_: unregistered before the ring goes
+  std::optional<uring::BufferRing> buffers_;  // declared after ring_: unregistered before the ring goes
+  std::unique_ptr<std::byte[]> buffer_memory_;  // the kernel writes here until the ring goes
+  unsigned buffer_size_ = kBufferSize;
+  unsigned buffer_count_ = 0;
   int staged_buffers_ = 0;
+  bool bundle_ = false;
+  bool incremental_ = false;
+  // With bundles or an incremental ring, which buffer sits at each ring
+  // position: filled_ positions were given to the kernel, head_ consumed.
+  bool tracked_ = false;
+  std::vector<std::uint16_t> ring_bids_;
+  unsigned filled_ = 0;
+  unsigned head_ = 0;
+  unsigned head_offset_ = 0;
+  // Direct descriptors.
+  bool direct_ = false;
+  unsigned fixed_slots_ = 0;
+  unsigned fixed_low_ = 0;   // a full table takes direct accepts again at this many slots in use
+  unsigned fixed_used_ = 0;  // slots accepted into and not closed yet
+  bool table_full_ = false;
+  bool table_full_reported_ = false;
+  unsigned long long plain_fallbacks_ = 0;
+  unsigned long long dropped_at_full_table_ = 0;
+  bool accept_armed_[2] = {false, false};
+  bool accept_cancelled_[2] = {false, false};
+  bool accept_paused_ = false;
   int listen_fd_;
   int signal_fd_;
   signalfd_siginfo siginfo_{};
@@ -436,12 +646,25 @@ Options parse_options(int argc, char** argv) {
                "ringshard-echo-plain");
   samples::ServerFlags flags;
   flags.add_to(app, {.shards = false, .policy = false, .metrics = false});
+  bool no_direct = false;
+  bool no_bundle = false;
+  bool no_incremental = false;
+  unsigned fixed_files = 0;
+  app.add_flag("--no-direct", no_direct, "plain descriptors instead of a fixed file table (direct accept)");
+  app.add_option("--fixed-files", fixed_files,
+                 "slots of the fixed file table (default: RLIMIT_NOFILE, at most 65536); when full, "
+                 "accepts take plain descriptors")
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_flag("--no-bundle", no_bundle, "one provided buffer per receive completion (no IORING_RECVSEND_BUNDLE)");
+  app.add_flag("--no-incremental", no_incremental,
+               "4 KiB buffers used whole instead of 64 KiB buffers filled in parts (no IOU_PBUF_RING_INC)");
   samples::parse_or_exit(app, argc, argv);
   in_addr ignored{};
   if (::inet_pton(AF_INET, flags.host.c_str(), &ignored) != 1) {
     samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
   }
-  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers};
+  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !no_direct, fixed_files,
+                 !no_bundle, !no_incremental};
 }
 
 int open_listener(const Options& options) {
@@ -455,6 +678,9 @@ int open_listener(const Options& options) {
   if (fd < 0) die(std::string("socket: ") + std::strerror(errno));
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Echo is request/response: without NODELAY, Nagle holds back small
+  // replies. Accepted sockets inherit it from the listening socket on Linux.
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     die("bind " + options.host + ":" + std::to_string(options.port) + ": " + std::strerror(errno));
   }

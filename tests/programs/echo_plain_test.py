@@ -14,20 +14,29 @@ and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
   (d) one with 4 receive buffers, so that multishot recvs end with -ENOBUFS
       all the time, still echoes 20 pipelined connections exactly;
   (e) with RLIMIT_NOFILE exhausted, one pauses accepting instead of spinning
-      and accepts again once descriptors are free.
+      and accepts again once descriptors are free;
+  (f) one with an 8-slot fixed file table (--fixed-files 8) takes 20
+      connections opened one after another: 8 as direct descriptors, 12 as
+      plain ones (the exit line counts 12, none dropped), all echo exactly;
+      after they close, 8 more are direct again (the slots were freed).
+The fd check also counts the fixed files installed in the ring (the
+UserFiles list of the ring's /proc/PID/fdinfo): back to none. The startup
+line must show every feature the arguments did not switch off as on, or an
+"unavailable" line for it (an older kernel).
 
 usage: echo_plain_test.py [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
 (the server must take --port, and --buffers for scarce_buffers; the extra
 arguments, such as --shards 2 --policy reuse-port, are passed to every server
 started). --scenarios runs only the named ones of concurrent_pipelined (a),
 slow_reader (b), closes_and_resets (c), scarce_buffers (d), fd_exhaustion
-(e) and many_connections (10,000 connections open at once, each echoing 8
+(e), fixed_table_full (f; not run with --no-direct) and many_connections (10,000 connections open at once, each echoing 8
 bytes; not run by default); the fd and SIGINT checks always run. Default:
 all but many_connections.
 Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
 """
 import os
 import random
+import re
 import resource
 import selectors
 import socket
@@ -49,6 +58,55 @@ class Server(progtest.Server):
 
     def __init__(self, binary, *args, nofile=None):
         super().__init__(binary, *EXTRA_ARGS, *args, nofile=nofile)
+
+
+def fixed_files_in_use(server):
+    """Files installed in the server's fixed file table, from the fdinfo of
+    its io_uring descriptor (one `  SLOT: FILE` line each)."""
+    pid = server.proc.pid
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if "io_uring" not in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                text = f.read()
+        except OSError:
+            continue
+        section = text.split("UserFiles:", 1)[1].split("UserBufs:", 1)[0] if "UserFiles:" in text else ""
+        count += sum(1 for line in section.splitlines()[1:] if re.match(r"\s*\d+: ", line))
+    return count
+
+
+def wait_for_no_fixed_files(server, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while (n := fixed_files_in_use(server)) != 0:
+        if time.monotonic() > deadline:
+            raise Failure(f"{n} fixed files still installed {timeout:.0f} s after every connection closed")
+        time.sleep(0.02)
+
+
+def check_features(server):
+    """Every feature not switched off is on, or reported unavailable."""
+    text = server.stderr_text()
+    line = next((l for l in text.splitlines() if "direct descriptors" in l and "bundles" in l), "")
+    check(line, f"no feature line on stderr: {text}")
+    wanted = {"direct descriptors": "--no-direct", "receive bundles": "--no-bundle",
+              "incremental buffers": "--no-incremental"}
+    for name, option in wanted.items():
+        on = re.search(name + r" on\b", line) is not None
+        if option in EXTRA_ARGS:
+            check(not on, f"{name} on despite {option}: {line}")
+        elif not on:
+            check(f"{name} unavailable" in text, f"{name} off without an 'unavailable' line: {line}")
+    return line.split("echo-plain: ", 1)[-1]
+
+
+def exit_counts(server):
+    """(accepted as plain descriptors, dropped at a full table) from the exit line."""
+    m = re.search(r"(\d+) accepted as plain descriptors .* (\d+) dropped by the kernel", server.stderr_text())
+    check(m, f"no exit line with the fallback counts: {server.stderr_text()}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def connect(port, timeout=5.0):
@@ -216,13 +274,16 @@ def fd_exhaustion(binary, rng):
     server = Server(binary, nofile=32)
     held = []
     try:
-        for _ in range(40):  # more than the server can hold: the rest wait in the backlog
+        # More than the server can hold, with direct descriptors too (RLIMIT_NOFILE
+        # fixed slots, then as many plain descriptors): the rest wait in the backlog.
+        for _ in range(80):
             held.append(connect(server.port))
         time.sleep(0.2)
         before = server.cpu_seconds()
         time.sleep(1.0)
         spent = server.cpu_seconds() - before
         check(spent < 0.3, f"server used {spent:.2f} s of CPU in 1 s while out of descriptors (busy loop?)")
+        check("pausing accepts" in server.stderr_text(), f"accepts never failed: {server.stderr_text()}")
         for s in held:
             s.close()
         held.clear()
@@ -236,6 +297,46 @@ def fd_exhaustion(binary, rng):
     finally:
         for s in held:
             s.close()
+        server.kill()
+
+
+def fixed_table_full(binary, rng):
+    if "--no-direct" in EXTRA_ARGS:
+        return "not run: --no-direct"
+    server = Server(binary, "--fixed-files", "8")
+    try:
+        check("direct descriptors on (8 slots)" in server.stderr_text(),
+              f"no 8-slot table: {server.stderr_text()}")
+        streams = []
+        for _ in range(20):  # one after another: each accepted before the next connects
+            st = Stream(server.port, rng.randbytes(log_uniform_size(rng, 1 << 20)), rng)
+            st.sock.setblocking(True)
+            st.sock.sendall(b"!")
+            check(st.sock.recv(1) == b"!", "no echo of the first byte")
+            st.sock.setblocking(False)
+            streams.append(st)
+        check(fixed_files_in_use(server) == 8, f"{fixed_files_in_use(server)} fixed files with 20 connections")
+        drive(streams, timeout=30)  # closes them
+        server.wait_for_baseline_fds()
+        wait_for_no_fixed_files(server)
+        again = [connect(server.port) for _ in range(8)]
+        for s in again:
+            s.sendall(b"ok")
+            check(s.recv(2) == b"ok", "no echo after the table drained")
+        check(fixed_files_in_use(server) == 8, f"{fixed_files_in_use(server)} fixed files for 8 new connections")
+        for s in again:
+            s.close()
+        wait_for_no_fixed_files(server)
+        server.stop()
+        plain, dropped = exit_counts(server)
+        check(plain == 12 and dropped == 0,
+              f"{plain} connections accepted as plain descriptors (want 12), {dropped} dropped (want 0)")
+        total = sum(len(s.payload) for s in streams)
+        return f"20 connections through 8 slots ({plain} plain), {total} bytes echoed; 8 direct again after"
+    except BaseException:
+        print(server.stderr_text(), file=sys.stderr)
+        raise
+    finally:
         server.kill()
 
 
@@ -273,8 +374,9 @@ def many_connections(server, rng, count=10_000):
                         check(got[i] == want[i], f"connection {i} got {got[i]!r}")
                         sel.unregister(s)
         check(not sel.get_map(), f"{len(sel.get_map())} of {count} connections not echoed within 60 s")
-        open_fds = server.fd_count()
-        check(open_fds >= count, f"the server holds {open_fds} fds with {count} connections open")
+        open_fds, fixed = server.fd_count(), fixed_files_in_use(server)
+        check(open_fds + fixed >= count,
+              f"the server holds {open_fds} fds and {fixed} fixed files with {count} connections open")
     finally:
         for s in socks:
             s.close()
@@ -283,7 +385,7 @@ def many_connections(server, rng, count=10_000):
 
 SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, closes_and_resets, many_connections)
 DEFAULT_OFF = {"many_connections"}
-OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion)
+OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion, fixed_table_full)
 
 
 def parse_scenarios(args):
@@ -327,12 +429,14 @@ def main():
     server = Server(binary)
     try:
         print(f"server pid {server.proc.pid} on port {server.port}, {server.baseline_fds} fds at start")
+        print(f"ok  features: {check_features(server)}")
         for scenario in (s for s in SHARED_SERVER_SCENARIOS if s.__name__ in chosen):
             t0 = time.monotonic()
             result = scenario(server, rng)
             print(f"ok  {scenario.__name__}: {result} ({time.monotonic() - t0:.1f} s)")
         server.wait_for_baseline_fds()
-        print(f"ok  fds back to {server.baseline_fds}")
+        wait_for_no_fixed_files(server)
+        print(f"ok  fds back to {server.baseline_fds}, no fixed file installed")
         server.stop()
         print("ok  SIGINT: exit status 0")
         for scenario in (s for s in OWN_SERVER_SCENARIOS if s.__name__ in chosen):
