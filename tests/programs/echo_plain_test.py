@@ -29,11 +29,13 @@ usage: echo_plain_test.py [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
 arguments, such as --shards 2 --policy reuse-port, are passed to every server
 started). --scenarios runs only the named ones of concurrent_pipelined (a),
 slow_reader (b), closes_and_resets (c), scarce_buffers (d), fd_exhaustion
-(e), fixed_table_full (f; not run with --no-direct) and many_connections (10,000 connections open at once, each echoing 8
-bytes; not run by default); the fd and SIGINT checks always run. Default:
+(e), fixed_table_full (f; not run with --no-direct) and many_connections
+(10,000 connections open at once, each echoing 8 bytes; not run by
+default); the fd and SIGINT checks always run. Default:
 all but many_connections.
 Exit status: 0 pass, 1 fail, 77 skip (io_uring unavailable).
 """
+import contextlib
 import os
 import random
 import re
@@ -58,6 +60,20 @@ class Server(progtest.Server):
 
     def __init__(self, binary, *args, nofile=None):
         super().__init__(binary, *EXTRA_ARGS, *args, nofile=nofile)
+
+
+@contextlib.contextmanager
+def own_server(binary, *args, nofile=None):
+    """A server of one scenario's own: its stderr is printed if the scenario
+    fails, and it is killed when the scenario ends."""
+    server = Server(binary, *args, nofile=nofile)
+    try:
+        yield server
+    except BaseException:
+        print(server.stderr_text(), file=sys.stderr)
+        raise
+    finally:
+        server.kill()
 
 
 def fixed_files_in_use(server):
@@ -251,18 +267,12 @@ def closes_and_resets(server, rng):
 
 
 def scarce_buffers(binary, rng):
-    server = Server(binary, "--buffers", "4")
-    try:
+    with own_server(binary, "--buffers", "4") as server:
         streams = [Stream(server.port, rng.randbytes(log_uniform_size(rng, 256 * 1024)), rng) for _ in range(20)]
         drive(streams, timeout=30)
         server.wait_for_baseline_fds()
         server.stop()
         return f"20 connections, {sum(len(s.payload) for s in streams)} bytes echoed through 4 buffers"
-    except BaseException:
-        print(server.stderr_text(), file=sys.stderr)
-        raise
-    finally:
-        server.kill()
 
 
 def fd_exhaustion(binary, rng):
@@ -271,40 +281,31 @@ def fd_exhaustion(binary, rng):
             # The sanitizers probe memory through a pipe: with no descriptor
             # left they report false errors, so this runs in plain builds only.
             return "not run under AddressSanitizer (it needs free descriptors itself)"
-    server = Server(binary, nofile=32)
     held = []
-    try:
-        # More than the server can hold, with direct descriptors too (RLIMIT_NOFILE
-        # fixed slots, then as many plain descriptors): the rest wait in the backlog.
-        for _ in range(80):
-            held.append(connect(server.port))
-        time.sleep(0.2)
-        before = server.cpu_seconds()
-        time.sleep(1.0)
-        spent = server.cpu_seconds() - before
-        check(spent < 0.3, f"server used {spent:.2f} s of CPU in 1 s while out of descriptors (busy loop?)")
-        check("pausing accepts" in server.stderr_text(), f"accepts never failed: {server.stderr_text()}")
-        for s in held:
-            s.close()
-        held.clear()
+    with own_server(binary, nofile=32) as server:
+        try:
+            # More than the server can hold, with direct descriptors too (RLIMIT_NOFILE
+            # fixed slots, then as many plain descriptors): the rest wait in the backlog.
+            for _ in range(80):
+                held.append(connect(server.port))
+            time.sleep(0.2)
+            before = server.cpu_seconds()
+            time.sleep(1.0)
+            spent = server.cpu_seconds() - before
+            check(spent < 0.3, f"server used {spent:.2f} s of CPU in 1 s while out of descriptors (busy loop?)")
+            check("pausing accepts" in server.stderr_text(), f"accepts never failed: {server.stderr_text()}")
+        finally:
+            for s in held:
+                s.close()
         round_trip(server.port, timeout=5)
         server.wait_for_baseline_fds()
         server.stop()
         return f"paused accepting at RLIMIT_NOFILE=32 ({spent:.2f} s CPU in 1 s), then served again"
-    except BaseException:
-        print(server.stderr_text(), file=sys.stderr)
-        raise
-    finally:
-        for s in held:
-            s.close()
-        server.kill()
-
 
 def fixed_table_full(binary, rng):
     if "--no-direct" in EXTRA_ARGS:
         return "not run: --no-direct"
-    server = Server(binary, "--fixed-files", "8")
-    try:
+    with own_server(binary, "--fixed-files", "8") as server:
         check("direct descriptors on (8 slots)" in server.stderr_text(),
               f"no 8-slot table: {server.stderr_text()}")
         streams = []
@@ -333,11 +334,6 @@ def fixed_table_full(binary, rng):
               f"{plain} connections accepted as plain descriptors (want 12), {dropped} dropped (want 0)")
         total = sum(len(s.payload) for s in streams)
         return f"20 connections through 8 slots ({plain} plain), {total} bytes echoed; 8 direct again after"
-    except BaseException:
-        print(server.stderr_text(), file=sys.stderr)
-        raise
-    finally:
-        server.kill()
 
 
 def many_connections(server, rng, count=10_000):
