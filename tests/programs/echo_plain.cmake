@@ -7,12 +7,12 @@
 if(TARGET ringshard-echo-plain)
   set(title "samples: ringshard-echo-plain echoes exactly, survives bad clients, leaks no fd, exits 0 on SIGINT")
   add_test(NAME "${title}"
-    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py --echo-plain
             $<TARGET_FILE:ringshard-echo-plain>)
   set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
   set(title "samples: ringshard-echo-plain without direct descriptors, bundles or incremental buffers (the fallback) passes the same checks")
   add_test(NAME "${title}"
-    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py --echo-plain
             $<TARGET_FILE:ringshard-echo-plain> --no-direct --no-bundle --no-incremental)
   set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
 endif()

@@ -24,12 +24,15 @@ UserFiles list of the ring's /proc/PID/fdinfo): back to none. The startup
 line must show every feature the arguments did not switch off as on, or an
 "unavailable" line for it (an older kernel).
 
-usage: echo_plain_test.py [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
+usage: echo_plain_test.py [--echo-plain] [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
 (the server must take --port, and --buffers for scarce_buffers; the extra
 arguments, such as --shards 2 --policy reuse-port, are passed to every server
-started). --scenarios runs only the named ones of concurrent_pipelined (a),
-slow_reader (b), closes_and_resets (c), scarce_buffers (d), fd_exhaustion
-(e), fixed_table_full (f; not run with --no-direct) and many_connections
+started). --echo-plain says the server is ringshard-echo-plain: its
+feature line is checked and (f) runs; the same checks serve the other echo
+servers without it. --scenarios runs only the named ones of
+concurrent_pipelined (a), slow_reader (b), closes_and_resets (c),
+scarce_buffers (d), fd_exhaustion (e), fixed_table_full (f; with
+--echo-plain, not with --no-direct) and many_connections
 (10,000 connections open at once, each echoing 8 bytes; not run by
 default); the fd and SIGINT checks always run. Default:
 all but many_connections.
@@ -384,32 +387,39 @@ DEFAULT_OFF = {"many_connections"}
 OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion, fixed_table_full)
 
 
-def parse_scenarios(args):
-    """Takes a leading --scenarios LIST (or --scenarios=LIST) off `args`;
-    returns the set of scenario names to run (all when not given)."""
+def parse_options(args):
+    """Takes the leading options off `args`: --scenarios LIST (or
+    --scenarios=LIST) and --echo-plain. Returns (the set of scenario names to
+    run, whether the server is ringshard-echo-plain)."""
     known = {f.__name__ for f in SHARED_SERVER_SCENARIOS + OWN_SERVER_SCENARIOS}
-    if not args or not args[0].startswith("--scenarios"):
-        return known - DEFAULT_OFF
-    option = args.pop(0)
-    if option == "--scenarios":
-        if not args:
-            raise ValueError("--scenarios needs a comma-separated list")
-        value = args.pop(0)
-    elif option.startswith("--scenarios="):
-        value = option[len("--scenarios="):]
-    else:
-        raise ValueError(f"unknown option {option}")
-    chosen = {name for name in value.split(",") if name}
-    unknown = chosen - known
-    if unknown:
-        raise ValueError(f"unknown scenarios {sorted(unknown)}; known: {sorted(known)}")
-    return chosen
+    chosen = known - DEFAULT_OFF
+    echo_plain = False
+    while args and args[0].startswith("--"):
+        option = args.pop(0)
+        if option == "--echo-plain":
+            echo_plain = True
+            continue
+        if option == "--scenarios":
+            if not args:
+                raise ValueError("--scenarios needs a comma-separated list")
+            value = args.pop(0)
+        elif option.startswith("--scenarios="):
+            value = option[len("--scenarios="):]
+        else:
+            raise ValueError(f"unknown option {option}")
+        chosen = {name for name in value.split(",") if name}
+        unknown = chosen - known
+        if unknown:
+            raise ValueError(f"unknown scenarios {sorted(unknown)}; known: {sorted(known)}")
+    if not echo_plain:
+        chosen.discard("fixed_table_full")
+    return chosen, echo_plain
 
 
 def main():
     args = sys.argv[1:]
     try:
-        chosen = parse_scenarios(args)
+        chosen, echo_plain = parse_options(args)
     except ValueError as e:
         print(f"{e}\n{__doc__}", file=sys.stderr)
         return 2
@@ -425,7 +435,8 @@ def main():
     server = Server(binary)
     try:
         print(f"server pid {server.proc.pid} on port {server.port}, {server.baseline_fds} fds at start")
-        print(f"ok  features: {check_features(server)}")
+        if echo_plain:
+            print(f"ok  features: {check_features(server)}")
         for scenario in (s for s in SHARED_SERVER_SCENARIOS if s.__name__ in chosen):
             t0 = time.monotonic()
             result = scenario(server, rng)
