@@ -447,6 +447,10 @@ int Ring::register_restrictions(std::span<const io_uring_restriction> res) noexc
   return register_raw(IORING_REGISTER_RESTRICTIONS, res.data(), static_cast<unsigned>(res.size()));
 }
 
+int Ring::register_napi(abi::Napi& napi) noexcept { return register_raw(abi::register_napi, &napi, 1); }
+
+int Ring::unregister_napi(abi::Napi& napi) noexcept { return register_raw(abi::unregister_napi, &napi, 1); }
+
 int Ring::enable_rings() noexcept { return register_raw(IORING_REGISTER_ENABLE_RINGS, nullptr, 0); }
 
 }  // namespace ringshard::uring

@@ -46,6 +46,20 @@ inline constexpr unsigned register_clock = 29;
 inline constexpr unsigned register_clone_buffers = 30;
 inline constexpr unsigned register_send_msg_ring = 31;
 inline constexpr unsigned register_resize_rings = 33;
+
+/// Argument of IORING_(UN)REGISTER_NAPI (6.9): busy-poll the NAPI instances of
+/// the ring's sockets for up to `busy_poll_to` microseconds before sleeping in
+/// io_uring_enter. Kernels from 6.13 read the first pad byte as an opcode and
+/// the next four bytes as its parameter (static or dynamic tracking); all zero
+/// means register with dynamic tracking, as on 6.9. The kernel writes the
+/// previous settings back into the structure.
+struct Napi {
+  std::uint32_t busy_poll_to = 0;
+  std::uint8_t prefer_busy_poll = 0;
+  std::uint8_t pad[3] = {0, 0, 0};
+  std::uint64_t resv = 0;
+};
+static_assert(sizeof(Napi) == 16);
 }  // namespace ringshard::uring::abi
 
 // ---- setup flags -----------------------------------------------------------

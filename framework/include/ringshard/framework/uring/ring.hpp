@@ -251,6 +251,10 @@ class Ring {
   /// io_uring_buf_ring_head: the kernel's head of buffer group `bgid`.
   int buf_ring_head(int bgid, std::uint16_t& head) noexcept;
   int register_restrictions(std::span<const io_uring_restriction> res) noexcept;
+  /// io_uring_register_napi / io_uring_unregister_napi (6.9+): NAPI busy polling
+  /// while waiting; the kernel writes the previous settings into `napi`.
+  int register_napi(abi::Napi& napi) noexcept;
+  int unregister_napi(abi::Napi& napi) noexcept;
   int enable_rings() noexcept;
   /// io_uring_register_probe / io_uring_get_probe_ring.
   [[nodiscard]] Probe probe() const;
