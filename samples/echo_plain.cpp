@@ -7,6 +7,7 @@
 //
 //   ringshard-echo-plain [--host 127.0.0.1] [--port 0] [--buffers 4096]
 //                        [--no-direct] [--fixed-files N] [--no-bundle] [--no-incremental]
+//                        [--send-zc BYTES] [--napi-busy-poll-us N]
 //
 // The first line on stdout is `listening on HOST:PORT` (port 0 picks a free
 // port). --buffers sets the receive memory the kernel may fill, in 4 KiB
@@ -31,6 +32,21 @@
 //   incremental buffers (--no-incremental, 6.12+): the buffer ring holds 64 KiB
 //     buffers (--buffers / 16 of them) that the kernel fills in parts, one
 //     receive after another, instead of a whole 4 KiB buffer per receive.
+// Two more are off unless asked for:
+//   zero-copy sends (--send-zc BYTES): a send of at least BYTES goes as
+//     IORING_OP_SEND_ZC, which pins the pages instead of copying them into the
+//     socket. Its completion carries IORING_CQE_F_MORE and a notification CQE
+//     (IORING_CQE_F_NOTIF) follows when the kernel lets go of the pages; until
+//     then the connection neither reuses nor frees its `sending` buffer, and
+//     is not closed. The exit line counts the notifications and how many
+//     reported IORING_NOTIF_USAGE_ZC_COPIED (the kernel copied after all:
+//     always on loopback). On stop, connections whose peers do not take their
+//     bytes can hold notifications back; after 1 s the process exits without
+//     freeing the buffers (the kernel keeps the pages it pinned).
+//   NAPI busy polling (--napi-busy-poll-us N): IORING_REGISTER_NAPI, so that
+//     waiting in io_uring_enter busy-polls the network device's queues for up
+//     to N us first; unregistered at exit. Loopback has no NAPI instance, so
+//     it changes nothing there.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -92,7 +108,7 @@ constexpr int kListenBacklog = 4096;  // the kernel caps it at net.core.somaxcon
 // previous occupant unable to touch the new one.
 // For accept and close, the slot field says whether a direct descriptor is
 // involved (1) or a plain one (0).
-enum class Op : std::uint8_t { accept, accept_resume, signal, recv, send, cancel, close };
+enum class Op : std::uint8_t { accept, accept_resume, signal, recv, send, cancel, close, stop_deadline };
 enum Kind : std::uint32_t { plain = 0, direct = 1 };
 
 constexpr std::uint64_t tag(Op op, std::uint32_t slot = 0, std::uint32_t generation = 0) {
@@ -114,6 +130,10 @@ struct Connection {
   bool eof = false;             // the peer sent everything it will send
   bool failed = false;          // an error: drop what is unsent and close
   bool dirty = false;           // received this turn: settled when the turn's CQEs are done
+  // Zero-copy sends whose notification has not arrived (signed: it cannot
+  // come first, but the count stays right if it did). While it is not zero,
+  // `sending` is not cleared, swapped or freed, and the connection stays open.
+  int zc_notifs = 0;
   // Two byte queues, because the kernel reads a send's memory until the send
   // completes (a send that finds the socket full is parked and retried): the
   // bytes of the send in flight stay put in `sending`, bytes that arrive
@@ -137,6 +157,8 @@ struct Options {
   unsigned fixed_files = 0;  // 0: RLIMIT_NOFILE, at most kDefaultFixedFiles
   bool bundle = true;
   bool incremental = true;
+  std::size_t send_zc = 0;        // 0: no zero-copy sends
+  unsigned napi_busy_poll_us = 0;  // 0: no NAPI registration
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -175,9 +197,15 @@ class EchoServer {
       : ring_(make_ring()), listen_fd_(listen_fd), signal_fd_(signal_fd) {
     setup_direct(options);
     setup_buffers(options);
-    std::fprintf(stderr, "echo-plain: direct descriptors %s, receive bundles %s, incremental buffers %s (%u x %u KiB)\n",
+    setup_send_zc(options);
+    setup_napi(options);
+    std::fprintf(stderr,
+                 "echo-plain: direct descriptors %s, receive bundles %s, incremental buffers %s (%u x %u KiB), "
+                 "zero-copy sends %s, NAPI busy poll %s\n",
                  direct_ ? ("on (" + std::to_string(fixed_slots_) + " slots)").c_str() : "off", bundle_ ? "on" : "off",
-                 incremental_ ? "on" : "off", buffer_count_, buffer_size_ / 1024);
+                 incremental_ ? "on" : "off", buffer_count_, buffer_size_ / 1024,
+                 zc_threshold_ ? ("on (from " + std::to_string(zc_threshold_) + " bytes)").c_str() : "off",
+                 napi_ ? ("on (" + std::to_string(napi_busy_poll_us_) + " us)").c_str() : "off");
   }
 
   // Runs until a signal arrives and every connection is closed.
@@ -187,7 +215,7 @@ class EchoServer {
     // One enter per turn submits everything the previous turn prepared and
     // waits for at least one completion; then all ready CQEs are handled and
     // the CQ head is published once.
-    while (!(stopping_ && inflight_ == 0)) {
+    while (!(stopping_ && inflight_ == 0) && !abandon_) {
       const int ret = ring_.submit_and_wait(1);
       if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
         die(std::string("io_uring_enter: ") + std::strerror(-ret));
@@ -196,10 +224,32 @@ class EchoServer {
       settle_received();
       publish_buffers();
     }
+    std::string zc;
+    if (zc_threshold_) {
+      zc = ", " + std::to_string(zc_sends_) + " zero-copy sends, " + std::to_string(zc_notifications_) +
+           " notifications (" + std::to_string(zc_copied_) + " copied by the kernel)";
+    }
     std::fprintf(stderr,
                  "echo-plain: stopped, %llu connections served, %llu accepted as plain descriptors "
-                 "(fixed file table full), %llu dropped by the kernel at a full table\n",
-                 accepted_, plain_fallbacks_, dropped_at_full_table_);
+                 "(fixed file table full), %llu dropped by the kernel at a full table%s\n",
+                 accepted_, plain_fallbacks_, dropped_at_full_table_, zc.c_str());
+    if (abandon_) {
+      // Some peer has not taken bytes sent zero-copy: the kernel may still
+      // read those buffers, so nothing is freed; the process ends here.
+      std::fprintf(stderr, "echo-plain: %u operations (zero-copy notifications) still outstanding 1 s after the "
+                   "stop; exiting without freeing their buffers\n", inflight_);
+      std::fflush(stderr);
+      std::_Exit(0);
+    }
+    if (napi_) {
+      uring::abi::Napi napi{};
+      const int ret = ring_.unregister_napi(napi);
+      if (ret < 0) {
+        std::fprintf(stderr, "echo-plain: unregistering NAPI busy poll failed: %s\n", std::strerror(-ret));
+      } else {
+        std::fprintf(stderr, "echo-plain: NAPI busy poll unregistered (was %u us)\n", napi.busy_poll_to);
+      }
+    }
   }
 
  private:
@@ -254,6 +304,29 @@ class EchoServer {
     publish_buffers();
   }
 
+  void setup_send_zc(const Options& options) {
+    if (options.send_zc == 0) return;
+    if (!ring_.probe().opcode_supported(IORING_OP_SEND_ZC)) {
+      std::fprintf(stderr, "echo-plain: zero-copy sends unavailable (no IORING_OP_SEND_ZC); plain sends\n");
+      return;
+    }
+    zc_threshold_ = options.send_zc;
+  }
+
+  void setup_napi(const Options& options) {
+    if (options.napi_busy_poll_us == 0) return;
+    uring::abi::Napi napi{};
+    napi.busy_poll_to = options.napi_busy_poll_us;
+    const int ret = ring_.register_napi(napi);
+    if (ret < 0) {
+      std::fprintf(stderr, "echo-plain: NAPI busy poll unavailable (IORING_REGISTER_NAPI: %s)\n",
+                   std::strerror(-ret));
+      return;
+    }
+    napi_ = true;
+    napi_busy_poll_us_ = options.napi_busy_poll_us;
+  }
+
   void dispatch(const io_uring_cqe& cqe) {
     switch (op_of(cqe.user_data)) {
       case Op::accept: on_accept(cqe); break;
@@ -263,6 +336,9 @@ class EchoServer {
         settle_accept();
         break;
       case Op::signal: on_signal(cqe); break;
+      case Op::stop_deadline:  // not counted in inflight_; the ring's teardown cancels it
+        if (cqe.res == -ETIME) abandon_ = true;
+        break;
       case Op::recv: on_recv(connection(cqe), cqe); break;
       case Op::send: on_send(connection(cqe), cqe); break;
       case Op::cancel:  // -ENOENT / -EALREADY only mean the target had finished
@@ -459,8 +535,20 @@ class EchoServer {
   }
 
   void on_send(Connection& c, const io_uring_cqe& cqe) {
+    if (uring::cqe_is_notif(&cqe)) {  // a zero-copy send's pages are free: `sending` may change again
+      --c.zc_notifs;
+      --inflight_;
+      ++zc_notifications_;
+      if (static_cast<std::uint32_t>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED) ++zc_copied_;
+      settle(c);
+      return;
+    }
     c.send_in_flight = false;
-    --inflight_;
+    if (uring::cqe_has_more(&cqe)) {
+      ++c.zc_notifs;  // the send stays in inflight_ until its notification
+    } else {
+      --inflight_;
+    }
     if (cqe.res < 0) {
       c.failed = true;
     } else {
@@ -485,7 +573,7 @@ class EchoServer {
     // On stop the single cancel-all already covers this recv.
     if (!want_recv && c.recv_armed && !c.recv_cancelled && !stopping_) cancel_recv(c);
     const bool finished = c.failed || stopping_ || (c.eof && pending == 0);
-    if (finished && !c.recv_armed && !c.send_in_flight) close(c);
+    if (finished && !c.recv_armed && !c.send_in_flight && c.zc_notifs == 0) close(c);
   }
 
   void arm_recv(Connection& c) {
@@ -510,14 +598,22 @@ class EchoServer {
     if (c.send_in_flight) return;  // one send per socket: two could reach the wire out of order
     if (c.sent == c.sending.size()) {
       if (c.queued.empty()) return;
+      // The kernel may still read `sending` for a zero-copy send: the rest
+      // waits for its notification (which settles the connection again).
+      if (c.zc_notifs != 0) return;
       c.sending.clear();
       c.sent = 0;
       std::swap(c.sending, c.queued);
     }
     io_uring_sqe* sqe = next_sqe();
     // MSG_NOSIGNAL: a peer that reset gets -EPIPE, not a SIGPIPE for the process.
-    uring::prep_send(sqe, c.file(), uring::ConstBuffer(c.sending.data() + c.sent, c.sending.size() - c.sent),
-                     MSG_NOSIGNAL);
+    const uring::ConstBuffer data(c.sending.data() + c.sent, c.sending.size() - c.sent);
+    if (zc_threshold_ && data.size() >= zc_threshold_) {
+      uring::prep_send_zc(sqe, c.file(), data, MSG_NOSIGNAL, IORING_SEND_ZC_REPORT_USAGE);
+      ++zc_sends_;
+    } else {
+      uring::prep_send(sqe, c.file(), data, MSG_NOSIGNAL);
+    }
     uring::sqe_set_data64(sqe, tag(Op::send, c.slot, c.generation));
     c.send_in_flight = true;
     ++inflight_;
@@ -570,6 +666,12 @@ class EchoServer {
     ++inflight_;
     for (Connection& c : connections_) {
       if (c.fd >= 0) settle(c);  // idle connections close now, busy ones when their CQEs arrive
+    }
+    if (zc_threshold_) {
+      // Notifications wait for the peer to take the bytes; bound the wait.
+      io_uring_sqe* deadline = next_sqe();
+      uring::prep_timeout(deadline, &stop_grace_, 0, 0);
+      uring::sqe_set_data64(deadline, tag(Op::stop_deadline));
     }
   }
 
@@ -632,6 +734,15 @@ class EchoServer {
   int signal_fd_;
   signalfd_siginfo siginfo_{};
   const uring::Timespec accept_pause_{100ms};  // the kernel reads it at submit: lives as long as the server
+  const uring::Timespec stop_grace_{1s};
+  bool abandon_ = false;  // stopping, and notifications still outstanding after stop_grace_
+  // Zero-copy sends and NAPI busy polling.
+  std::size_t zc_threshold_ = 0;  // 0: off
+  unsigned long long zc_sends_ = 0;
+  unsigned long long zc_notifications_ = 0;
+  unsigned long long zc_copied_ = 0;
+  bool napi_ = false;
+  unsigned napi_busy_poll_us_ = 0;
   bool accept_error_reported_ = false;
   std::deque<Connection> connections_;
   std::vector<std::uint32_t> free_slots_;
@@ -650,6 +761,8 @@ Options parse_options(int argc, char** argv) {
   bool no_bundle = false;
   bool no_incremental = false;
   unsigned fixed_files = 0;
+  std::size_t send_zc = 0;
+  unsigned napi_busy_poll_us = 0;
   app.add_flag("--no-direct", no_direct, "plain descriptors instead of a fixed file table (direct accept)");
   app.add_option("--fixed-files", fixed_files,
                  "slots of the fixed file table (default: RLIMIT_NOFILE, at most 65536); when full, "
@@ -658,13 +771,20 @@ Options parse_options(int argc, char** argv) {
   app.add_flag("--no-bundle", no_bundle, "one provided buffer per receive completion (no IORING_RECVSEND_BUNDLE)");
   app.add_flag("--no-incremental", no_incremental,
                "4 KiB buffers used whole instead of 64 KiB buffers filled in parts (no IOU_PBUF_RING_INC)");
+  app.add_option("--send-zc", send_zc,
+                 "send with IORING_OP_SEND_ZC from this many bytes on (default 0: never); the buffer is kept until "
+                 "the kernel's notification")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30));
+  app.add_option("--napi-busy-poll-us", napi_busy_poll_us,
+                 "register NAPI busy polling for this many microseconds (IORING_REGISTER_NAPI; default 0: off)")
+      ->check(CLI::Range(0u, 1000000u));
   samples::parse_or_exit(app, argc, argv);
   in_addr ignored{};
   if (::inet_pton(AF_INET, flags.host.c_str(), &ignored) != 1) {
     samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
   }
   return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !no_direct, fixed_files,
-                 !no_bundle, !no_incremental};
+                 !no_bundle, !no_incremental, send_zc, napi_busy_poll_us};
 }
 
 int open_listener(const Options& options) {

@@ -22,7 +22,13 @@ and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
 The fd check also counts the fixed files installed in the ring (the
 UserFiles list of the ring's /proc/PID/fdinfo): back to none. The startup
 line must show every feature the arguments did not switch off as on, or an
-"unavailable" line for it (an older kernel).
+"unavailable" line for it (an older kernel); zero-copy sends and NAPI busy
+polling off unless --send-zc / --napi-busy-poll-us ask for them. With
+--send-zc, the exit line must count notifications for the zero-copy sends,
+some reporting that the kernel copied (it always does on loopback), none
+left outstanding; with --napi-busy-poll-us, the registration must be undone
+at exit (loopback has no NAPI instance: only registration and echo are
+checked, not busy polling itself).
 
 usage: echo_plain_test.py [--echo-plain] [--scenarios NAME,...] PATH/TO/SERVER [SERVER ARGS...]
 (the server must take --port, and --buffers for scarce_buffers; the extra
@@ -118,7 +124,34 @@ def check_features(server):
             check(not on, f"{name} on despite {option}: {line}")
         elif not on:
             check(f"{name} unavailable" in text, f"{name} off without an 'unavailable' line: {line}")
+    # Off unless asked for: on when asked, or an "unavailable" line.
+    for name, option in {"zero-copy sends": "--send-zc", "NAPI busy poll": "--napi-busy-poll-us"}.items():
+        on = re.search(name + r" on\b", line) is not None
+        if option in EXTRA_ARGS:
+            check(on or f"{name} unavailable" in text, f"{name} off without an 'unavailable' line: {line}")
+        else:
+            check(re.search(name + r" off\b", line), f"{name} not off without {option}: {line}")
     return line.split("echo-plain: ", 1)[-1]
+
+
+def check_exit(server):
+    """After SIGINT, with --send-zc: every zero-copy send's notification came
+    (none left outstanding), and on loopback the kernel reports copying; with
+    --napi-busy-poll-us: the registration was undone."""
+    text = server.stderr_text()
+    said = []
+    if re.search(r"zero-copy sends on\b", text):
+        m = re.search(r"(\d+) zero-copy sends, (\d+) notifications \((\d+) copied by the kernel\)", text)
+        check(m, f"no zero-copy counts in the exit line: {text}")
+        sends, notifs, copied = (int(g) for g in m.groups())
+        check("still outstanding" not in text, f"notifications outstanding at exit: {text}")
+        check(0 < notifs <= sends, f"{notifs} notifications for {sends} zero-copy sends")
+        check(copied > 0, f"no notification reported a copy on loopback ({notifs} notifications)")
+        said.append(f"{sends} zero-copy sends, {notifs} notifications, {copied} copied")
+    if re.search(r"NAPI busy poll on\b", text):
+        check("NAPI busy poll unregistered" in text, f"NAPI busy poll not unregistered at exit: {text}")
+        said.append("NAPI busy poll unregistered")
+    return "; ".join(said)
 
 
 def exit_counts(server):
@@ -446,6 +479,8 @@ def main():
         print(f"ok  fds back to {server.baseline_fds}, no fixed file installed")
         server.stop()
         print("ok  SIGINT: exit status 0")
+        if echo_plain and (said := check_exit(server)):
+            print(f"ok  exit line: {said}")
         for scenario in (s for s in OWN_SERVER_SCENARIOS if s.__name__ in chosen):
             t0 = time.monotonic()
             result = scenario(binary, rng)
