@@ -17,7 +17,8 @@ if(TARGET ringshard-echo-plain)
             $<TARGET_FILE:ringshard-echo-plain> --no-direct --no-bundle --no-incremental)
   set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
   # Zero-copy sends from 4 KiB (the slow reader's buffers stay untouched until
-  # their notifications) and NAPI busy polling registered (a no-op on loopback).
+  # their notifications; a stop with a peer that never reads still exits) and
+  # NAPI busy polling registered (a no-op on loopback).
   set(title "samples: ringshard-echo-plain with zero-copy sends and NAPI busy polling passes the same checks and counts copied notifications")
   add_test(NAME "${title}"
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py --echo-plain

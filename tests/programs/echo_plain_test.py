@@ -18,7 +18,9 @@ and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
   (f) one with an 8-slot fixed file table (--fixed-files 8) takes 20
       connections opened one after another: 8 as direct descriptors, 12 as
       plain ones (the exit line counts 12, none dropped), all echo exactly;
-      after they close, 8 more are direct again (the slots were freed).
+      after they close, 8 more are direct again (the slots were freed);
+  (g) with --send-zc, one whose client writes 16 MiB and never reads exits
+      0 within 5 s of SIGINT, saying a notification was still outstanding.
 The fd check also counts the fixed files installed in the ring (the
 UserFiles list of the ring's /proc/PID/fdinfo): back to none. The startup
 line must show every feature the arguments did not switch off as on, or an
@@ -38,7 +40,8 @@ feature line is checked and (f) runs; the same checks serve the other echo
 servers without it. --scenarios runs only the named ones of
 concurrent_pipelined (a), slow_reader (b), closes_and_resets (c),
 scarce_buffers (d), fd_exhaustion (e), fixed_table_full (f; with
---echo-plain, not with --no-direct) and many_connections
+--echo-plain, not with --no-direct), stop_with_unread_zc (g; with
+--echo-plain and --send-zc) and many_connections
 (10,000 connections open at once, each echoing 8 bytes; not run by
 default); the fd and SIGINT checks always run. Default:
 all but many_connections.
@@ -372,6 +375,35 @@ def fixed_table_full(binary, rng):
         return f"20 connections through 8 slots ({plain} plain), {total} bytes echoed; 8 direct again after"
 
 
+def stop_with_unread_zc(binary, rng):
+    """With --send-zc: a client that writes 16 MiB and never reads keeps a
+    zero-copy send's notification back (its bytes wait in the socket). SIGINT
+    must still end the server with status 0 within 5 s: it waits 1 s, says
+    so, and exits without freeing the buffers."""
+    if "--send-zc" not in EXTRA_ARGS:
+        return "not run: no --send-zc"
+    with own_server(binary) as server:
+        if not re.search(r"zero-copy sends on\b", server.stderr_text()):
+            return "not run: zero-copy sends unavailable"
+        s = connect(server.port)
+        try:
+            s.setblocking(False)
+            payload = rng.randbytes(16 << 20)
+            sent = 0
+            deadline = time.monotonic() + 2.0
+            while sent < len(payload) and time.monotonic() < deadline:
+                try:
+                    sent += s.send(payload[sent:sent + (1 << 20)])
+                except BlockingIOError:
+                    time.sleep(0.01)  # both directions full: the server's send waits on us
+            took = server.stop()
+        finally:
+            s.close()
+        text = server.stderr_text()
+        check("still outstanding" in text, f"no notification was outstanding at the stop: {text}")
+        return f"{sent} bytes written, none read; exited {took:.1f} s after SIGINT with a notification outstanding"
+
+
 def many_connections(server, rng, count=10_000):
     """`count` connections open at once, each echoing its own 8 bytes while
     all are open; then all close. Not in the default set (--scenarios)."""
@@ -417,7 +449,7 @@ def many_connections(server, rng, count=10_000):
 
 SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, closes_and_resets, many_connections)
 DEFAULT_OFF = {"many_connections"}
-OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion, fixed_table_full)
+OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion, fixed_table_full, stop_with_unread_zc)
 
 
 def parse_options(args):
@@ -446,6 +478,7 @@ def parse_options(args):
             raise ValueError(f"unknown scenarios {sorted(unknown)}; known: {sorted(known)}")
     if not echo_plain:
         chosen.discard("fixed_table_full")
+        chosen.discard("stop_with_unread_zc")
     return chosen, echo_plain
 
 
