@@ -92,7 +92,26 @@ def rss_kib(pid):
 
 
 def open_fds(pid):
-    return sum(len(os.listdir(f"/proc/{p}/fd")) for p in process_tree(pid))
+    """Open files of a process tree: its descriptors, and the files installed
+    in its io_uring fixed file tables (direct descriptors, which have no fd:
+    the `SLOT: PATH` lines after UserFiles in the ring's fdinfo)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        total += len(fds)
+        for fd in fds:
+            try:
+                if "io_uring" in os.readlink(f"/proc/{p}/fd/{fd}"):
+                    with open(f"/proc/{p}/fdinfo/{fd}") as f:
+                        info = f.read()
+                    table = info.partition("UserFiles:")[2].partition("UserBufs:")[0]
+                    total += len(re.findall(r"^\s*\d+: ", table, re.M))
+            except OSError:
+                pass
+    return total
 
 
 def free_port():
