@@ -591,12 +591,14 @@ def machine():
             f"{', ' + virt if virt and virt != 'none' else ''}, {distro}")
 
 
-def us_per_req(m):
-    """Server CPU microseconds per request of a median (derived from per core
-    for results.json files written before the field existed)."""
-    if "us_per_req" in m:
-        return m["us_per_req"]
-    return 1e6 / m["per_core"] if m.get("per_core") else 0.0
+def cell_text(m, p99=True):
+    """One server's median in a table cell: per core, the server's CPU µs per
+    request (the inverse of per core, so results.json files written before
+    the us_per_req field show it too), raw requests/s, cores, p99."""
+    us = 1e6 / m["per_core"] if m.get("per_core") else 0.0
+    text = (f"**{fmt_k(m['per_core'])}** per core, {us:.2f} µs/req; {fmt_k(m['rps'])}/s, "
+            f"cpu {m['server_cores']:.2f}, load {m['load_cores']:.2f}")
+    return text + (f", p99 {m['p99_us']:.0f} µs" if p99 else "")
 
 
 def fmt_k(v):
@@ -943,8 +945,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
                         if not m:
                             row.append("")
                             continue
-                        row.append(f"**{fmt_k(m['per_core'])}** per core, {us_per_req(m):.2f} µs/req; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
-                                   f"load {m['load_cores']:.2f}, p99 {m['p99_us']:.0f} µs")
+                        row.append(cell_text(m))
                     md.append(f"| {c['connections']} | " + " | ".join(row) + " |")
                 md.append("")
     if report["http"]:
@@ -958,8 +959,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
             row = []
             for n in names:
                 m = c["median"].get(n)
-                row.append(f"**{fmt_k(m['per_core'])}** per core, {us_per_req(m):.2f} µs/req; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
-                           f"load {m['load_cores']:.2f}" if m else "")
+                row.append(cell_text(m, p99=False) if m else "")
             md.append(f"| {what} | " + " | ".join(row) + " |")
         md.append("")
     if report.get("kv"):
@@ -972,8 +972,7 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
             row = []
             for n in names:
                 m = c["median"].get(n)
-                row.append(f"**{fmt_k(m['per_core'])}** per core, {us_per_req(m):.2f} µs/req; {fmt_k(m['rps'])}/s, cpu {m['server_cores']:.2f}, "
-                           f"load {m['load_cores']:.2f}, p99 {m['p99_us']:.0f} µs" if m else "")
+                row.append(cell_text(m) if m else "")
             md.append(f"| {c['test'].upper()} -P {c['depth']} | " + " | ".join(row) + " |")
         md.append("")
     if report.get("kv_memory"):
