@@ -703,9 +703,11 @@ class EchoServer {
     staged_buffers_ = 0;
   }
 
+  // The kernel writes into the provided buffers until the ring goes:
+  // declared first, their memory is freed last (after the ring closes).
+  std::unique_ptr<std::byte[]> buffer_memory_;
   uring::Ring ring_;
   std::optional<uring::BufferRing> buffers_;  // declared after ring_: unregistered before the ring goes
-  std::unique_ptr<std::byte[]> buffer_memory_;  // the kernel writes here until the ring goes
   unsigned buffer_size_ = kBufferSize;
   unsigned buffer_count_ = 0;
   int staged_buffers_ = 0;
