@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   ringshard::net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;
-  listen.receive_buffers = ringshard::net::ReceiveBuffers{flags.buffers, 4096};
+  listen.receive_buffers = flags.receive_buffers();
   try {
     ringshard::RuntimeOptions options;
     options.shards = flags.shards;

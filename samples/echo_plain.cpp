@@ -760,8 +760,6 @@ Options parse_options(int argc, char** argv) {
   samples::ServerFlags flags;
   flags.add_to(app, {.shards = false, .policy = false, .metrics = false});
   bool no_direct = false;
-  bool no_bundle = false;
-  bool no_incremental = false;
   unsigned fixed_files = 0;
   std::size_t send_zc = 0;
   unsigned napi_busy_poll_us = 0;
@@ -770,9 +768,6 @@ Options parse_options(int argc, char** argv) {
                  "slots of the fixed file table (default: RLIMIT_NOFILE, at most 65536); when full, "
                  "accepts take plain descriptors")
       ->check(CLI::Range(1u, 1u << 20));
-  app.add_flag("--no-bundle", no_bundle, "one provided buffer per receive completion (no IORING_RECVSEND_BUNDLE)");
-  app.add_flag("--no-incremental", no_incremental,
-               "4 KiB buffers used whole instead of 64 KiB buffers filled in parts (no IOU_PBUF_RING_INC)");
   app.add_option("--send-zc", send_zc,
                  "send with IORING_OP_SEND_ZC from this many bytes on (default 0: never); the buffer is kept until "
                  "the kernel's notification")
@@ -786,7 +781,7 @@ Options parse_options(int argc, char** argv) {
     samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
   }
   return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !no_direct, fixed_files,
-                 !no_bundle, !no_incremental, send_zc, napi_busy_poll_us};
+                 !flags.no_bundle, !flags.no_incremental, send_zc, napi_busy_poll_us};
 }
 
 int open_listener(const Options& options) {

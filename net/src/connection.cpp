@@ -187,7 +187,7 @@ RecvBuffer ConnectionCore::keep_received() {
   if (current_.empty() || current_taken_ || socket_ == nullptr) return {};
   current_taken_ = true;
   if (current_from_ring_) {
-    RecvBuffer kept = socket_->net().keep(current_bid_, current_.size());
+    RecvBuffer kept = socket_->net().keep(current_bid_, current_);
     current_kept_ = kept.from_ring();  // else a copy: the ring buffer goes back as usual
     return kept;
   }
@@ -230,6 +230,12 @@ void ConnectionCore::keep_input(std::span<const std::byte> bytes) {
     input_.erase(0, input_offset_);
     input_offset_ = 0;
   }
+  // A frame that the end of a receive buffer splits (with incremental
+  // buffers, once per 64 KiB of input, anywhere in it) is joined here: the
+  // first join reserves room for a typical request, so that later joins of
+  // the same connection do not grow the string again.
+  static constexpr std::size_t kFirstInputReserve = 256;
+  if (input_.capacity() < kFirstInputReserve) input_.reserve(kFirstInputReserve);
   input_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 

@@ -3,8 +3,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
 #include <vector>
 
 #include "ringshard/framework/log.hpp"
@@ -17,7 +19,7 @@ const unsigned kNetKey = Shard::register_extension_key();
 }  // namespace
 
 void RecvBuffer::release() noexcept {
-  if (net_ != nullptr) std::exchange(net_, nullptr)->give_back(bid_);
+  if (net_ != nullptr) std::exchange(net_, nullptr)->release(bid_);
   heap_.reset();
   data_ = nullptr;
   size_ = 0;
@@ -84,23 +86,81 @@ void NetShard::set_receive_buffers(const ReceiveBuffers& buffers) {
                                 std::to_string(buffers.count));
   }
   if (buffers.size == 0) throw std::invalid_argument("receive buffer size must not be 0");
+  if (buffers.incremental_size == 0) throw std::invalid_argument("incremental receive buffer size must not be 0");
   want_count_.store(buffers.count, std::memory_order_relaxed);
   want_size_.store(buffers.size, std::memory_order_relaxed);
+  want_incremental_.store(buffers.incremental, std::memory_order_relaxed);
+  want_incremental_size_.store(buffers.incremental_size, std::memory_order_relaxed);
+  want_bundles_.store(buffers.bundles, std::memory_order_relaxed);
 }
 
 ReceiveBuffers NetShard::receive_buffers() const noexcept {
-  return ReceiveBuffers{want_count_.load(std::memory_order_relaxed), want_size_.load(std::memory_order_relaxed)};
+  return ReceiveBuffers{want_count_.load(std::memory_order_relaxed), want_size_.load(std::memory_order_relaxed),
+                        want_incremental_.load(std::memory_order_relaxed),
+                        want_incremental_size_.load(std::memory_order_relaxed),
+                        want_bundles_.load(std::memory_order_relaxed)};
 }
+
+namespace {
+// What the kernel lacks is said once per process, not once per shard.
+std::atomic<bool> g_said_no_incremental{false};
+std::atomic<bool> g_said_no_bundles{false};
+
+unsigned floor_pow2(std::size_t n) noexcept {
+  unsigned p = 1;
+  while (std::size_t{p} * 2 <= n && p < 32768) p *= 2;
+  return p;
+}
+}  // namespace
 
 void NetShard::ensure_buffers() {
   if (ring_) return;
-  count_ = want_count_.load(std::memory_order_relaxed);
-  size_ = want_size_.load(std::memory_order_relaxed);
+  const ReceiveBuffers want = receive_buffers();
+  uring::Ring& ring = shard_->reactor().ring();
+  count_ = want.count;
+  size_ = want.size;
+  if (want.incremental) {
+    const std::size_t memory = std::size_t{want.count} * want.size;
+    unsigned count = want.count;
+    unsigned size = want.size;
+    if (want.size < want.incremental_size && memory / want.incremental_size >= 8) {
+      count = floor_pow2(memory / want.incremental_size);
+      size = want.incremental_size;
+    }
+    try {
+      ring_ = std::make_unique<uring::BufferRing>(ring, count, kBufferGroup, IOU_PBUF_RING_INC);
+      incremental_ = true;
+      count_ = count;
+      size_ = size;
+    } catch (const std::system_error& e) {
+      if (!g_said_no_incremental.exchange(true)) {
+        RINGSHARD_LOG_WARN("incremental receive buffers unavailable ({}): each receive uses whole buffers",
+                           e.what());
+      }
+    }
+  }
+  if (!ring_) ring_ = std::make_unique<uring::BufferRing>(ring, count_, kBufferGroup);
+  // With incremental buffers a receive fits in one buffer: a bundle would
+  // only join the end of one buffer to the start of the next, and could take
+  // up to 256 buffers (16 MiB of 64 KiB buffers) in one completion.
+  if (want.bundles && !incremental_) {
+    bundles_ = ring.has_feature(IORING_FEAT_RECVSEND_BUNDLE);
+    if (!bundles_ && !g_said_no_bundles.exchange(true)) {
+      RINGSHARD_LOG_WARN("receive bundles unavailable (no IORING_FEAT_RECVSEND_BUNDLE): one buffer per receive");
+    }
+  }
+  tracked_ = incremental_ || bundles_;
   memory_ = std::make_unique_for_overwrite<std::byte[]>(std::size_t{count_} * size_);
-  ring_ = std::make_unique<uring::BufferRing>(shard_->reactor().ring(), count_, kBufferGroup);
+  if (tracked_) {
+    ring_bids_.resize(count_);
+    kept_.assign(count_, 0);
+    out_.assign(count_, 0);
+  }
   for (unsigned i = 0; i < count_; ++i) {
     ring_->add(buffer(static_cast<std::uint16_t>(i)), size_, static_cast<std::uint16_t>(i), static_cast<int>(i));
+    if (tracked_) ring_bids_[i] = static_cast<std::uint16_t>(i);
   }
+  filled_ = count_;
   ring_->advance(static_cast<int>(count_));
 }
 
@@ -108,16 +168,49 @@ void NetShard::give_back(std::uint16_t bid) noexcept {
   --held_;
   ring_->add(buffer(bid), size_, bid);
   ring_->advance(1);
+  if (tracked_) {
+    out_[bid] = 0;
+    ring_bids_[filled_ & (count_ - 1)] = bid;
+    ++filled_;
+  }
 }
 
-RecvBuffer NetShard::keep(std::uint16_t bid, std::size_t size) {
+void NetShard::release(std::uint16_t bid) noexcept {
+  if (!tracked_) {
+    give_back(bid);
+    return;
+  }
+  --slices_;
+  if (--kept_[bid] == 0 && out_[bid] != 0) give_back(bid);
+}
+
+void NetShard::out_of_step(const char* what) noexcept {
+  // The record of which buffer holds which bytes no longer matches the
+  // kernel's: going on would hand connections other connections' bytes.
+  RINGSHARD_LOG_ERROR("receive ring out of step: {}", what);
+  std::abort();
+}
+
+RecvBuffer NetShard::keep(std::uint16_t bid, std::span<const std::byte> bytes) {
   if (held_ + count_ / 8 >= count_) {  // running low: keep a copy, the buffer goes back
     ++kept_copies;
-    auto heap = std::make_unique_for_overwrite<std::byte[]>(size);
-    std::memcpy(heap.get(), buffer(bid), size);
-    return RecvBuffer(std::move(heap), size);
+    return copy_of(bytes);
   }
-  return RecvBuffer(this, bid, buffer(bid), size);
+  return hold(bid, bytes);
+}
+
+RecvBuffer NetShard::hold(std::uint16_t bid, std::span<const std::byte> bytes) noexcept {
+  if (tracked_) {
+    ++kept_[bid];
+    ++slices_;
+  }
+  return RecvBuffer(this, bid, bytes.data(), bytes.size());
+}
+
+RecvBuffer NetShard::copy_of(std::span<const std::byte> bytes) {
+  auto heap = std::make_unique_for_overwrite<std::byte[]>(bytes.size());
+  std::memcpy(heap.get(), bytes.data(), bytes.size());
+  return RecvBuffer(std::move(heap), bytes.size());
 }
 
 std::string NetShard::take_chunk() noexcept {
@@ -158,7 +251,7 @@ std::size_t NetShard::release_idle_memory() noexcept {
   // goes up before a new socket's first receive), and none of its buffers is
   // held: nothing reads or writes the ring's memory now. Its whole pages go
   // back; the kernel's next write into one faults in a zeroed page.
-  if (ring_ && held_ == 0 && connections.load(std::memory_order_relaxed) == 0) {
+  if (ring_ && held_ == 0 && slices_ == 0 && connections.load(std::memory_order_relaxed) == 0) {
     const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     const auto begin = reinterpret_cast<std::uintptr_t>(memory_.get());
     const std::uintptr_t first = (begin + page - 1) & ~(page - 1);

@@ -178,6 +178,7 @@ void Socket::on_send(const io_uring_cqe& cqe) {
   maybe_shut_wr();
   if (paused_ && pending_ <= options_.low_watermark) {
     paused_ = false;
+    deliver_held_input();
     arm_recv();
     if (owner_ != nullptr && state_ == State::open) {
       try {
@@ -198,6 +199,7 @@ void Socket::arm_recv() {
   ++ops_;
   reactor_->submit(recv_, [this](io_uring_sqe* sqe) {
     uring::prep_recv_multishot_group(sqe, fd_, 0, NetShard::kBufferGroup);
+    if (net_->bundles()) sqe->ioprio |= IORING_RECVSEND_BUNDLE;
   });
 }
 
@@ -232,6 +234,7 @@ void Socket::set_user_paused(bool paused) {
       watch_cancelled_ = true;
       reactor_->cancel(watch_);
     }
+    deliver_held_input();
     arm_recv();
   }
 }
@@ -267,9 +270,13 @@ void Socket::on_watch(const io_uring_cqe& cqe) {
   if (!more) maybe_finish();
 }
 
-void Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
+bool Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
   ++reads_;  // the timeouts' clock is read on the tick, not here
   bool kept = false;
+  if (owner_ != nullptr && state_ == State::open && (paused() || (held_input_ && !held_input_->empty()))) {
+    hold_input(bytes, bid, from_ring);
+    return from_ring;
+  }
   if (owner_ != nullptr && state_ == State::open) {
     try {
       kept = owner_->receive(bytes, bid, from_ring);
@@ -280,7 +287,7 @@ void Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool f
     linger_bytes_ += bytes.size();  // discarded
     if (linger_bytes_ > options_.linger_bytes) end_linger();
   }
-  if (from_ring && !kept) net_->give_back(bid);
+  return kept;
 }
 
 void Socket::on_recv(const io_uring_cqe& cqe) {
@@ -293,9 +300,9 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
   if (cqe.res > 0) {
     ++net_->recv_completions;
     net_->bytes_in += static_cast<std::uint64_t>(cqe.res);
-    const auto bid = uring::cqe_buffer_id(&cqe);
-    net_->took(bid);
-    deliver(std::span<const std::byte>(net_->buffer(bid), static_cast<std::size_t>(cqe.res)), bid, true);
+    net_->take_received(cqe, [this](std::span<const std::byte> bytes, std::uint16_t bid) {
+      return deliver(bytes, bid, true);
+    });
   } else if (cqe.res == 0) {
     peer_shutdown();
   } else if (cqe.res == -ENOBUFS) {
@@ -316,8 +323,51 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
   }
 }
 
+// Reception pauses (above the high watermark, or for the application) by
+// cancelling the multishot receive, but the completions the kernel posted
+// before the cancel landed still come: with 64 KiB incremental buffers that
+// is megabytes on a socket whose peer sends without pause. Those bytes are
+// held where they were received (ring buffers, never copied: the shard's
+// ring bounds them, and an empty ring ends the receive) and handed to the
+// owner, in order, once reading resumes.
+void Socket::hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
+  if (!held_input_) held_input_ = std::make_unique<std::deque<RecvBuffer>>();
+  held_input_->push_back(from_ring ? net_->hold(bid, bytes) : NetShard::copy_of(bytes));
+}
+
+void Socket::deliver_held_input() {
+  while (held_input_ && !held_input_->empty() && !paused() && state_ == State::open && owner_ != nullptr) {
+    RecvBuffer input = std::move(held_input_->front());
+    held_input_->pop_front();
+    // Not from the ring for the owner: keep_received() copies, and this
+    // RecvBuffer gives the buffer back.
+    try {
+      (void)owner_->receive(input.bytes(), 0, false);
+    } catch (...) {
+      owner_->handler_threw();
+    }
+  }
+  if (held_input_ && held_input_->empty()) {
+    held_input_.reset();
+    if (eof_held_) {
+      eof_held_ = false;
+      notify_peer_shutdown();
+    }
+  }
+}
+
+void Socket::drop_held_input() noexcept {
+  held_input_.reset();
+  eof_held_ = false;
+}
+
 void Socket::peer_shutdown() {
   if (peer_shut_) return;
+  if (state_ == State::open && held_input_ && !held_input_->empty()) {  // after the held bytes
+    peer_shut_ = true;
+    eof_held_ = true;
+    return;
+  }
   if (state_ != State::open) {
     if (lingering_) {  // the peer read our side's end and closed: the linger is over
       peer_shut_ = true;
@@ -326,6 +376,11 @@ void Socket::peer_shutdown() {
     return;
   }
   peer_shut_ = true;
+  notify_peer_shutdown();
+}
+
+void Socket::notify_peer_shutdown() {
+  if (state_ != State::open) return;
   if (owner_ != nullptr) {
     try {
       owner_->on_peer_shutdown();
@@ -404,6 +459,7 @@ void Socket::close(CloseReason reason) {
   if (state_ == State::closing || state_ == State::closed) return;
   reason_ = reason;
   state_ = State::closing;
+  drop_held_input();
   stop_reading();
   maybe_finish();
 }
@@ -412,6 +468,7 @@ void Socket::abort(CloseReason reason, int error) {
   if (state_ == State::closed) return;
   if (state_ != State::closing) reason_ = reason;
   if (error) error_ = error;
+  drop_held_input();
   if (state_ == State::connecting) reactor_->cancel(connect_);  // may wait on SYN retries for minutes
   state_ = State::closing;
   aborting_ = true;

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -111,9 +112,14 @@ class Socket final : Timer {
   void stop_reading();
   void arm_watch();
   void on_watch(const io_uring_cqe& cqe);
-  void deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
+  /// Returns true when the owner kept the bytes (keep_received()).
+  bool deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
   void on_recv(const io_uring_cqe& cqe);
   void peer_shutdown();
+  void notify_peer_shutdown();
+  void hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
+  void deliver_held_input();
+  void drop_held_input() noexcept;
   void start_fallback();
   void on_fallback(const io_uring_cqe& cqe);
 
@@ -187,6 +193,10 @@ class Socket final : Timer {
   int kernel_queued_ = -1;                     // SIOCOUTQ at the last tick (send timeout)
   Address target_{};
   std::unique_ptr<std::byte[]> fallback_buf_;
+  // Bytes received after a backpressure pause began (see hold_input), and
+  // the peer's end behind them.
+  std::unique_ptr<std::deque<RecvBuffer>> held_input_;
+  bool eof_held_ = false;
   Op<&Socket::on_recv> recv_;
   Op<&Socket::on_watch> watch_;
   Op<&Socket::on_fallback> fallback_;

@@ -69,6 +69,8 @@ struct ServerFlags {
   unsigned shards = 0;  // 0: one per CPU
   net::Policy policy = net::Policy::round_robin;
   unsigned buffers = 4096;
+  bool no_incremental = false;
+  bool no_bundle = false;
   std::optional<unsigned> metrics_port;  // absent: no metrics listener
 
   struct Parts {
@@ -95,7 +97,9 @@ struct ServerFlags {
           ->check(CLI::IsMember({"round-robin", "least-connections", "reuse-port"}));
     }
     if (parts.buffers) {
-      app.add_option("--buffers", buffers, "4 KiB receive buffers per shard (a power of two)")
+      app.add_option("--buffers", buffers,
+                     "4 KiB receive buffers per shard (a power of two); with incremental buffers the same memory "
+                     "as 64 KiB buffers")
           ->check(CLI::Range(1u, 32768u))
           ->check(CLI::Validator(
               [](std::string& text) -> std::string {
@@ -109,12 +113,25 @@ struct ServerFlags {
               },
               "POWER_OF_TWO"))
           ->capture_default_str();
+      app.add_flag("--no-incremental", no_incremental,
+                   "receives use whole buffers (no incremental consumption, IOU_PBUF_RING_INC)");
+      app.add_flag("--no-bundle", no_bundle, "one buffer per receive completion (no IORING_RECVSEND_BUNDLE)");
     }
     if (parts.metrics) {
       app.add_option("--metrics-port", metrics_port,
                      "serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port; off by default)")
           ->check(CLI::Range(0u, 65535u));
     }
+  }
+
+  /// The receive ring of --buffers, --no-incremental, --no-bundle.
+  [[nodiscard]] net::ReceiveBuffers receive_buffers() const {
+    net::ReceiveBuffers rb;
+    rb.count = buffers;
+    rb.size = 4096;
+    rb.incremental = !no_incremental;
+    rb.bundles = !no_bundle;
+    return rb;
   }
 
   /// The listening address; a bad --host exits 2.

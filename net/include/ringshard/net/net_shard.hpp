@@ -8,7 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "ringshard/framework/shard.hpp"
 #include "ringshard/framework/uring/buffer_ring.hpp"
@@ -20,9 +22,26 @@ namespace ringshard::net {
 /// The shard's receive ring: `count` buffers of `size` bytes (count a power
 /// of two, at most 32768). Multishot receives of every connection on the
 /// shard draw from it.
+///
+/// Where the kernel offers them (probed when the ring is built; a log line
+/// says what is missing), two features change how receives use the ring:
+/// - incremental consumption (Linux 6.12, IOU_PBUF_RING_INC): a buffer is
+///   filled in parts by consecutive receives of any connection of the shard,
+///   so a small message takes only its bytes and a large one fits one buffer.
+///   The ring's memory (count x size) is then arranged as buffers of
+///   `incremental_size` bytes, when that makes at least 8 of them and `size`
+///   is smaller; otherwise the shape stays count x size.
+/// - receive bundles (Linux 6.10, IORING_RECVSEND_BUNDLE), for a ring that
+///   is not incremental: one receive completion may cover several buffers
+///   (on_data then runs once per buffer). An incremental buffer holds a whole
+///   receive already.
+/// Both are on by default; false forces the older path.
 struct ReceiveBuffers {
   unsigned count = 4096;
   unsigned size = 4096;
+  bool incremental = true;
+  unsigned incremental_size = 65536;
+  bool bundles = true;
 };
 
 namespace detail {
@@ -72,7 +91,7 @@ class NetShard final : public ShardExtension {
   /// Sets the receive ring's shape; takes effect if the ring is not built yet
   /// (it is built for the shard's first connection). Any thread. Throws
   /// std::invalid_argument for a count that is not a power of two in
-  /// [1, 32768] or a size of 0.
+  /// [1, 32768], a size of 0 or an incremental_size of 0.
   void set_receive_buffers(const ReceiveBuffers& buffers);
   [[nodiscard]] ReceiveBuffers receive_buffers() const noexcept;
 
@@ -100,16 +119,35 @@ class NetShard final : public ShardExtension {
   // ---- shard thread only ----
   void ensure_buffers();
   [[nodiscard]] std::byte* buffer(std::uint16_t bid) noexcept { return memory_.get() + std::size_t{bid} * size_; }
+  /// The ring as built (after ensure_buffers): buffers, bytes each, and the
+  /// features in use.
+  [[nodiscard]] unsigned buffer_count() const noexcept { return count_; }
   [[nodiscard]] unsigned buffer_size() const noexcept { return size_; }
-  /// Ring buffers handed out and not given back yet.
+  [[nodiscard]] bool incremental() const noexcept { return incremental_; }
+  [[nodiscard]] bool bundles() const noexcept { return bundles_; }
+  /// Ring buffers the kernel has used up and the shard has not given back yet
+  /// (the application keeps bytes of them).
   [[nodiscard]] unsigned buffers_held() const noexcept { return held_; }
-  /// A received ring buffer becomes the application's (counted as held).
-  void took(std::uint16_t) noexcept { ++held_; }
-  void give_back(std::uint16_t bid) noexcept;
-  /// Keeps the received bytes of ring buffer `bid` in a RecvBuffer, or a
+  /// Kept bytes (RecvBuffers from the ring) alive, with incremental buffers
+  /// or bundles (several may share a buffer); 0 otherwise.
+  [[nodiscard]] unsigned slices_kept() const noexcept { return slices_; }
+
+  /// Delivers the bytes of a receive completion (cqe.res > 0, a buffer
+  /// selected) as the buffers that hold them, in order: deliver(bytes, bid)
+  /// returns true when the application kept the bytes (keep()). A buffer
+  /// goes back to the ring once the kernel has used it up and nothing keeps
+  /// bytes of it.
+  template <class Deliver>
+  void take_received(const io_uring_cqe& cqe, Deliver&& deliver);
+  /// Keeps received bytes (inside ring buffer `bid`) in a RecvBuffer, or a
   /// copy when the ring runs low (fewer than 1/8 of its buffers left), so
   /// that kept buffers cannot starve the shard's receives.
-  [[nodiscard]] RecvBuffer keep(std::uint16_t bid, std::size_t size);
+  [[nodiscard]] RecvBuffer keep(std::uint16_t bid, std::span<const std::byte> bytes);
+  /// Like keep(), never a copy: for bytes a paused connection holds until it
+  /// resumes (the ring bounds them; an empty ring ends its receives).
+  [[nodiscard]] RecvBuffer hold(std::uint16_t bid, std::span<const std::byte> bytes) noexcept;
+  /// A RecvBuffer holding a copy of `bytes`.
+  [[nodiscard]] static RecvBuffer copy_of(std::span<const std::byte> bytes);
   /// A RecvBuffer that owns heap memory (the fallback receive buffer).
   [[nodiscard]] static RecvBuffer keep_heap(std::unique_ptr<std::byte[]> heap, std::size_t size) noexcept {
     return RecvBuffer(std::move(heap), size);
@@ -137,19 +175,92 @@ class NetShard final : public ShardExtension {
 
  private:
   friend class Drainable;
+  friend class RecvBuffer;
   void each_drainable(void (Drainable::*hook)());
+  /// A RecvBuffer of buffer `bid` is gone.
+  void release(std::uint16_t bid) noexcept;
+  /// Buffer `bid` goes back to the ring (at its tail).
+  void give_back(std::uint16_t bid) noexcept;
+  [[noreturn]] static void out_of_step(const char* what) noexcept;
 
   Shard* shard_;
   Drainable* drainables_ = nullptr;
   std::unique_ptr<detail::NetShardState> state_;
-  std::unique_ptr<uring::BufferRing> ring_;
+  // The kernel writes into the buffers until the ring is unregistered:
+  // declared first, their memory is freed last.
   std::unique_ptr<std::byte[]> memory_;
+  std::unique_ptr<uring::BufferRing> ring_;
   std::atomic<unsigned> want_count_{4096};
   std::atomic<unsigned> want_size_{4096};
+  std::atomic<bool> want_incremental_{true};
+  std::atomic<bool> want_bundles_{true};
+  std::atomic<unsigned> want_incremental_size_{65536};
   unsigned count_ = 0;
   unsigned size_ = 0;
   unsigned held_ = 0;
+  bool incremental_ = false;
+  bool bundles_ = false;
+  // With incremental buffers or bundles the kernel takes buffers in ring
+  // order and a completion names only the first: which buffer sits at each
+  // ring position is recorded here (head_: the next the kernel takes,
+  // head_offset_ bytes into it; filled_: positions given to the kernel), and
+  // several RecvBuffers may share a buffer (kept_ counts them; out_: the
+  // kernel has used the buffer up).
+  bool tracked_ = false;
+  std::vector<std::uint16_t> ring_bids_;
+  std::vector<std::uint32_t> kept_;
+  std::vector<std::uint8_t> out_;
+  unsigned head_ = 0;
+  unsigned head_offset_ = 0;
+  unsigned filled_ = 0;
+  unsigned slices_ = 0;
   std::array<StatCounter, static_cast<std::size_t>(CloseReason::timeout) + 1> closed_{};
 };
+
+template <class Deliver>
+void NetShard::take_received(const io_uring_cqe& cqe, Deliver&& deliver) {
+  const auto first = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  if (!tracked_) {  // one whole buffer, named by the completion
+    ++held_;
+    if (!deliver(std::span<const std::byte>(buffer(first), static_cast<std::size_t>(cqe.res)), first)) {
+      give_back(first);
+    }
+    return;
+  }
+  const unsigned mask = count_ - 1;
+  if (ring_bids_[head_ & mask] != first) out_of_step("the completion's buffer is not at the ring's head");
+  std::size_t left = static_cast<std::size_t>(cqe.res);
+  bool partial = false;
+  while (left > 0) {
+    if (head_ == filled_) out_of_step("the completion has more bytes than the ring gave out");
+    const std::uint16_t bid = ring_bids_[head_ & mask];
+    const std::size_t room = size_ - head_offset_;
+    const std::size_t take = left < room ? left : room;
+    const std::span<const std::byte> bytes(buffer(bid) + head_offset_, take);
+    left -= take;
+    // Without incremental consumption a receive uses its buffers up, even
+    // the last one partly filled; with it the kernel goes on filling.
+    const bool used_up = !incremental_ || take == room;
+    if (used_up) {
+      ++head_;
+      head_offset_ = 0;
+    } else {
+      head_offset_ += static_cast<unsigned>(take);
+      partial = true;
+    }
+    // Marked used up only after delivery: a RecvBuffer released during it
+    // must not give the buffer back, the line below does.
+    (void)deliver(bytes, bid);
+    if (used_up) {
+      out_[bid] = 1;
+      ++held_;
+      if (kept_[bid] == 0) give_back(bid);
+    }
+    if (partial) break;
+  }
+  if (left > 0 || (incremental_ && partial != ((cqe.flags & IORING_CQE_F_BUF_MORE) != 0))) {
+    out_of_step("the completion's byte count does not match the ring's buffers");
+  }
+}
 
 }  // namespace ringshard::net

@@ -1,0 +1,249 @@
+// The shard's receive ring on each of its paths: incremental buffers (the
+// default on this kernel), receive bundles over whole buffers, and neither
+// (whole buffers, one per completion). Bytes are checked exactly, kept bytes
+// must survive the kernel filling the rest of their buffer, and every buffer
+// goes back to the ring.
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/net_support.hpp"
+
+using namespace ringshard;
+using namespace ringshard::net;
+using namespace std::chrono_literals;
+using test::connect_to;
+using test::eventually;
+using test::Fd;
+using test::opts;
+using test::read_exactly;
+using test::write_all;
+
+namespace {
+
+struct Path {
+  const char* name;
+  bool incremental;
+  bool bundles;
+};
+constexpr Path kPaths[] = {{"incremental buffers", true, true},
+                           {"bundles of whole buffers", false, true},
+                           {"whole buffers, one per completion", false, false}};
+
+ReceiveBuffers ring_of(const Path& path, unsigned count, unsigned size) {
+  ReceiveBuffers rb;
+  rb.count = count;
+  rb.size = size;
+  rb.incremental = path.incremental;
+  rb.bundles = path.bundles;
+  return rb;
+}
+
+struct RingState {
+  bool incremental = false;
+  bool bundles = false;
+  unsigned count = 0;
+  unsigned size = 0;
+  unsigned held = 99;
+  unsigned slices = 99;
+};
+
+RingState ring_state(Runtime& rt) {
+  std::atomic<bool> done{false};
+  RingState s;
+  rt.post(0, [&] {
+    NetShard& net = NetShard::of(*Shard::current());
+    s = RingState{net.incremental(), net.bundles(), net.buffer_count(), net.buffer_size(), net.buffers_held(),
+                  net.slices_kept()};
+    done = true;
+  });
+  REQUIRE(eventually([&] { return done.load(); }, 5s));
+  return s;
+}
+
+// Sends the received bytes themselves back (no copy).
+struct KeepingEcho : Connection<KeepingEcho> {
+  void on_data(std::span<const std::byte>) override { send(keep_received()); }
+};
+
+// Echoes whole lines: framed input that receive boundaries split anywhere.
+struct LineEcho : Connection<LineEcho> {
+  std::size_t on_input(std::span<const std::byte> bytes) override {
+    const auto* begin = reinterpret_cast<const char*>(bytes.data());
+    const void* nl = std::memchr(begin, '\n', bytes.size());
+    if (nl == nullptr) return 0;
+    const std::size_t n = static_cast<std::size_t>(static_cast<const char*>(nl) - begin) + 1;
+    send(std::string_view(begin, n));
+    return n;
+  }
+};
+
+// Writes `out` in random pieces while reading back what is echoed; true when
+// every byte came back in order within the limit.
+bool echoes_exactly(int fd, const std::string& out, std::mt19937& rng) {
+  std::string back;
+  std::size_t written = 0;
+  std::uniform_int_distribution<std::size_t> piece(1, 200 << 10);
+  const auto end = Clock::now() + 20s;
+  char buf[65536];
+  while (back.size() < out.size() && Clock::now() < end) {
+    pollfd p{fd, static_cast<short>(POLLIN | (written < out.size() ? POLLOUT : 0)), 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    if ((p.revents & POLLOUT) != 0 && written < out.size()) {
+      const std::size_t n = std::min(piece(rng), out.size() - written);
+      const ssize_t w = ::send(fd, out.data() + written, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) written += static_cast<std::size_t>(w);
+    }
+    if ((p.revents & POLLIN) != 0) {
+      const ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (r <= 0) return false;
+      back.append(buf, static_cast<std::size_t>(r));
+    }
+  }
+  return back == out;
+}
+
+std::string random_bytes(std::size_t n, std::mt19937& rng) {
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("receive ring: every path echoes messages of 1 byte to 200 KiB exactly and gives every buffer back") {
+  for (const Path& path : kPaths) {
+    CAPTURE(path.name);
+    Runtime rt(opts(1));
+    rt.start();
+    ListenOptions lo;
+    lo.receive_buffers = ring_of(path, 1024, 4096);  // 4 MiB: 64 x 64 KiB when incremental
+    auto l = listen<KeepingEcho>(rt, lo);
+    std::vector<Fd> clients;
+    for (int i = 0; i < 4; ++i) clients.push_back(connect_to(l.address()));
+    RingState built;
+    REQUIRE(eventually([&] { return (built = ring_state(rt)).count != 0; }, 5s));  // built for the first connection
+    CHECK(built.incremental == path.incremental);  // this kernel has both features
+    CHECK(built.bundles == (path.bundles && !path.incremental));
+    CHECK(built.size == (path.incremental ? 65536U : 4096U));
+    CHECK(built.count == (path.incremental ? 64U : 1024U));
+    std::vector<std::thread> threads;
+    std::atomic<int> exact{0};
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        std::mt19937 rng(42U + static_cast<unsigned>(i));
+        std::string out;
+        std::uniform_int_distribution<std::size_t> size(1, 200 << 10);
+        for (int m = 0; m < 20; ++m) out += random_bytes(m % 3 == 0 ? size(rng) % 300 + 1 : size(rng), rng);
+        if (echoes_exactly(clients[static_cast<std::size_t>(i)].get(), out, rng)) ++exact;
+      });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(exact.load() == 4);
+    REQUIRE(eventually([&] {
+      const RingState s = ring_state(rt);
+      return s.held == 0 && s.slices == 0;
+    }, 5s));
+  }
+}
+
+TEST_CASE("receive ring: lines split anywhere by the buffers are framed exactly on every path") {
+  for (const Path& path : kPaths) {
+    CAPTURE(path.name);
+    Runtime rt(opts(1));
+    rt.start();
+    ListenOptions lo;
+    lo.receive_buffers = ring_of(path, 1024, 4096);
+    auto l = listen<LineEcho>(rt, lo);
+    Fd client = connect_to(l.address());
+    std::mt19937 rng(42);
+    std::string out;
+    std::uniform_int_distribution<std::size_t> length(0, 9000);
+    while (out.size() < (3u << 20)) {
+      std::string line(length(rng), 'x');
+      for (char& c : line) c = static_cast<char>('a' + rng() % 26);
+      out += line;
+      out += '\n';
+    }
+    CHECK(echoes_exactly(client.get(), out, rng));
+    REQUIRE(eventually([&] {
+      const RingState s = ring_state(rt);
+      return s.held == 0 && s.slices == 0;
+    }, 5s));
+  }
+}
+
+namespace {
+
+// The first byte chooses: 'K' keeps everything it receives (until told to
+// let go), anything else is echoed from the received buffers.
+struct KeepOrEcho : Connection<KeepOrEcho> {
+  std::vector<RecvBuffer>* kept;
+  bool keeper = false;
+  bool decided = false;
+  explicit KeepOrEcho(std::vector<RecvBuffer>* k) : kept(k) {}
+  void on_data(std::span<const std::byte> bytes) override {
+    if (!decided) {
+      decided = true;
+      keeper = static_cast<char>(bytes[0]) == 'K';
+    }
+    if (keeper) kept->push_back(keep_received());
+    else send(keep_received());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("receive ring: kept bytes stay as received while the kernel fills and reuses the rest of the ring") {
+  for (const Path& path : kPaths) {
+    CAPTURE(path.name);
+    Runtime rt(opts(1));
+    rt.start();
+    std::vector<RecvBuffer> kept;  // shard 0's
+    ListenOptions lo;
+    lo.receive_buffers = ring_of(path, 8, 4096);  // 32 KiB: the ring wraps many times below
+    auto l = listen<KeepOrEcho>(rt, lo, &kept);
+    Fd keeper = connect_to(l.address());
+    const std::string keep_this = "K" + std::string(99, 'k');
+    REQUIRE(write_all(keeper.get(), keep_this));
+    std::atomic<std::size_t> kept_bytes{0};
+    const auto count_kept = [&] {
+      std::atomic<bool> done{false};
+      rt.post(0, [&] {
+        std::size_t n = 0;
+        for (const RecvBuffer& b : kept) n += b.size();
+        kept_bytes = n;
+        done = true;
+      });
+      REQUIRE(eventually([&] { return done.load(); }, 5s));
+      return kept_bytes.load();
+    };
+    REQUIRE(eventually([&] { return count_kept() == keep_this.size(); }, 5s));
+    // Another connection streams 2 MiB through the rest of the ring (the
+    // shard falls back to plain receives whenever it runs dry).
+    Fd streamer = connect_to(l.address());
+    std::mt19937 rng(42);
+    CHECK(echoes_exactly(streamer.get(), "E" + random_bytes(2 << 20, rng), rng));
+    std::atomic<bool> intact{false};
+    std::atomic<bool> done{false};
+    rt.post(0, [&] {
+      std::string got;
+      for (const RecvBuffer& b : kept) got.append(reinterpret_cast<const char*>(b.bytes().data()), b.size());
+      intact = got == keep_this;
+      kept.clear();  // back to the ring
+      done = true;
+    });
+    REQUIRE(eventually([&] { return done.load(); }, 5s));
+    CHECK(intact.load());
+    REQUIRE(eventually([&] {
+      const RingState s = ring_state(rt);
+      return s.held == 0 && s.slices == 0;
+    }, 5s));
+  }
+}
