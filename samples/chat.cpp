@@ -273,7 +273,7 @@ int main(int argc, char** argv) {
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;
-  listen.receive_buffers = flags.receive_buffers();
+  flags.configure(listen);
   // Congested above a quarter of the limit, drained at a sixteenth.
   listen.connection.high_watermark = limits.max_output / 4;
   listen.connection.low_watermark = limits.max_output / 16;

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   ringshard::net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;
-  listen.receive_buffers = flags.receive_buffers();
+  flags.configure(listen);
   try {
     ringshard::RuntimeOptions options;
     options.shards = flags.shards;

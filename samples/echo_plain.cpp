@@ -759,11 +759,9 @@ Options parse_options(int argc, char** argv) {
                "ringshard-echo-plain");
   samples::ServerFlags flags;
   flags.add_to(app, {.shards = false, .policy = false, .metrics = false});
-  bool no_direct = false;
   unsigned fixed_files = 0;
   std::size_t send_zc = 0;
   unsigned napi_busy_poll_us = 0;
-  app.add_flag("--no-direct", no_direct, "plain descriptors instead of a fixed file table (direct accept)");
   app.add_option("--fixed-files", fixed_files,
                  "slots of the fixed file table (default: RLIMIT_NOFILE, at most 65536); when full, "
                  "accepts take plain descriptors")
@@ -780,7 +778,7 @@ Options parse_options(int argc, char** argv) {
   if (::inet_pton(AF_INET, flags.host.c_str(), &ignored) != 1) {
     samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
   }
-  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !no_direct, fixed_files,
+  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !flags.no_direct, fixed_files,
                  !flags.no_bundle, !flags.no_incremental, send_zc, napi_busy_poll_us};
 }
 

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;
-  listen.receive_buffers = flags.receive_buffers();
+  flags.configure(listen);
   try {
     RuntimeOptions options;
     options.shards = flags.shards;

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;
-  listen.receive_buffers = flags.receive_buffers();
+  flags.configure(listen);
   listen.connection.max_input_bytes = max_query;
   try {
     RuntimeOptions options;

@@ -233,6 +233,9 @@ ListenerHandle listen(Runtime& rt, const ListenOptions& options, ConnectionFacto
   if (options.receive_buffers) {
     for (unsigned i = 0; i < rt.shard_count(); ++i) NetShard::of(rt.shard(i)).set_receive_buffers(*options.receive_buffers);
   }
+  if (options.fixed_files) {
+    for (unsigned i = 0; i < rt.shard_count(); ++i) NetShard::of(rt.shard(i)).set_fixed_files(*options.fixed_files);
+  }
   auto shared = std::make_shared<Shared>(Shared{std::move(factory), options.policy, options.emfile_pause});
   std::vector<actors::RawRef> refs;
   const bool reuse = options.policy == Policy::reuse_port;

@@ -1,6 +1,7 @@
 #include "ringshard/net/net_shard.hpp"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -105,6 +106,7 @@ namespace {
 // What the kernel lacks is said once per process, not once per shard.
 std::atomic<bool> g_said_no_incremental{false};
 std::atomic<bool> g_said_no_bundles{false};
+std::atomic<bool> g_said_no_direct{false};
 
 unsigned floor_pow2(std::size_t n) noexcept {
   unsigned p = 1;
@@ -113,8 +115,60 @@ unsigned floor_pow2(std::size_t n) noexcept {
 }
 }  // namespace
 
+unsigned NetShard::default_fixed_files() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 65536;
+  return static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 65536));
+}
+
+void NetShard::ensure_files() {
+  const unsigned slots = want_fixed_files_.load(std::memory_order_relaxed);
+  if (slots == 0) return;
+  const int ret = shard_->reactor().ring().register_files_sparse(slots);
+  if (ret < 0) {
+    if (!g_said_no_direct.exchange(true)) {
+      RINGSHARD_LOG_WARN("direct descriptors unavailable (registering a sparse file table: {}): plain descriptors",
+                         std::strerror(-ret));
+    }
+    return;
+  }
+  fixed_slots_ = slots;
+}
+
+int NetShard::install(int fd) noexcept {
+  if (fixed_slots_ == 0) return -1;
+  unsigned slot;
+  if (!fixed_free_.empty()) {
+    slot = fixed_free_.back();
+  } else if (fixed_next_ < fixed_slots_) {
+    slot = fixed_next_;
+  } else {
+    ++direct_fallbacks;
+    return -1;
+  }
+  const int ret = shard_->reactor().ring().register_files_update(slot, std::span<const int>(&fd, 1));
+  if (ret != 1) {
+    ++direct_fallbacks;
+    return -1;
+  }
+  if (!fixed_free_.empty()) fixed_free_.pop_back();
+  else ++fixed_next_;
+  ++fixed_in_use_;
+  return static_cast<int>(slot);
+}
+
+void NetShard::uninstalled(unsigned slot) noexcept {
+  --fixed_in_use_;
+  try {
+    fixed_free_.push_back(slot);
+  } catch (...) {
+    // Without room to remember it, the slot stays unused.
+  }
+}
+
 void NetShard::ensure_buffers() {
   if (ring_) return;
+  ensure_files();
   const ReceiveBuffers want = receive_buffers();
   uring::Ring& ring = shard_->reactor().ring();
   count_ = want.count;
@@ -196,10 +250,6 @@ RecvBuffer NetShard::keep(std::uint16_t bid, std::span<const std::byte> bytes) {
     ++kept_copies;
     return copy_of(bytes);
   }
-  return hold(bid, bytes);
-}
-
-RecvBuffer NetShard::hold(std::uint16_t bid, std::span<const std::byte> bytes) noexcept {
   if (tracked_) {
     ++kept_[bid];
     ++slices_;

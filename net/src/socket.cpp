@@ -23,12 +23,14 @@ Socket::Socket(ConnectionCore* owner, Reactor& reactor, int fd, const Connection
   watch_.self = this;
   send_.self = this;
   close_.self = this;
+  close_file_.self = this;
   connect_.self = this;
   fallback_.self = this;
 }
 
 void Socket::open() {
   net_->ensure_buffers();
+  if (file_ < 0 && fd_ >= 0) file_ = net_->install(fd_);
   state_ = State::open;
   arm_recv();
   arm_timer();
@@ -122,6 +124,7 @@ void Socket::flush() {
     const iovec v = queue_.front().unsent();
     reactor_->submit(send_, [this, v](io_uring_sqe* sqe) {
       uring::prep_send(sqe, fd_, uring::ConstBuffer(v.iov_base, v.iov_len), MSG_NOSIGNAL);
+      target(sqe);
     });
     return;
   }
@@ -134,7 +137,10 @@ void Socket::flush() {
   gather_->msg = {};
   gather_->msg.msg_iov = gather_->iov;
   gather_->msg.msg_iovlen = n;
-  reactor_->submit(send_, [this](io_uring_sqe* sqe) { uring::prep_sendmsg(sqe, fd_, &gather_->msg, MSG_NOSIGNAL); });
+  reactor_->submit(send_, [this](io_uring_sqe* sqe) {
+    uring::prep_sendmsg(sqe, fd_, &gather_->msg, MSG_NOSIGNAL);
+    target(sqe);
+  });
 }
 
 void Socket::on_send(const io_uring_cqe& cqe) {
@@ -199,6 +205,7 @@ void Socket::arm_recv() {
   ++ops_;
   reactor_->submit(recv_, [this](io_uring_sqe* sqe) {
     uring::prep_recv_multishot_group(sqe, fd_, 0, NetShard::kBufferGroup);
+    target(sqe);
     if (net_->bundles()) sqe->ioprio |= IORING_RECVSEND_BUNDLE;
   });
 }
@@ -243,7 +250,10 @@ void Socket::arm_watch() {
   if (watch_armed_ || state_ != State::open || fd_ < 0) return;
   watch_armed_ = true;
   ++ops_;
-  reactor_->submit(watch_, [this](io_uring_sqe* sqe) { uring::prep_poll_multishot(sqe, fd_, POLLERR | POLLHUP); });
+  reactor_->submit(watch_, [this](io_uring_sqe* sqe) {
+    uring::prep_poll_multishot(sqe, fd_, POLLERR | POLLHUP);
+    target(sqe);
+  });
 }
 
 // io_uring reports POLLRDHUP (a FIN) whether asked for or not; a multishot
@@ -274,8 +284,7 @@ bool Socket::deliver(std::span<const std::byte> bytes, std::uint16_t bid, bool f
   ++reads_;  // the timeouts' clock is read on the tick, not here
   bool kept = false;
   if (owner_ != nullptr && state_ == State::open && (paused() || (held_input_ && !held_input_->empty()))) {
-    hold_input(bytes, bid, from_ring);
-    return from_ring;
+    return hold_input(bytes, bid, from_ring);
   }
   if (owner_ != nullptr && state_ == State::open) {
     try {
@@ -327,12 +336,13 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
 // cancelling the multishot receive, but the completions the kernel posted
 // before the cancel landed still come: with 64 KiB incremental buffers that
 // is megabytes on a socket whose peer sends without pause. Those bytes are
-// held where they were received (ring buffers, never copied: the shard's
-// ring bounds them, and an empty ring ends the receive) and handed to the
-// owner, in order, once reading resumes.
-void Socket::hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
+// held where they were received (ring buffers, as keep_received() keeps
+// them: the ring bounds them, and copies are made only when it runs low)
+// and handed to the owner, in order, once reading resumes.
+bool Socket::hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
   if (!held_input_) held_input_ = std::make_unique<std::deque<RecvBuffer>>();
-  held_input_->push_back(from_ring ? net_->hold(bid, bytes) : NetShard::copy_of(bytes));
+  held_input_->push_back(from_ring ? net_->keep(bid, bytes) : NetShard::copy_of(bytes));
+  return held_input_->back().from_ring();
 }
 
 void Socket::deliver_held_input() {
@@ -398,6 +408,7 @@ void Socket::start_fallback() {
   recv_armed_ = true;  // a receive is in flight; no multishot until it ends
   reactor_->submit(fallback_, [this](io_uring_sqe* sqe) {
     uring::prep_recv(sqe, fd_, uring::MutableBuffer(fallback_buf_.get(), kFallbackSize), 0);
+    target(sqe);
   });
 }
 
@@ -557,7 +568,19 @@ void Socket::maybe_finish() {
     ++ops_;
     reactor_->cancel(static_cast<Timer&>(*this));
     reactor_->submit(close_, [this](io_uring_sqe* sqe) { uring::prep_close(sqe, fd_); });
+    // The slot holds the socket too: it closes when both are closed. The
+    // slot is free for another socket once its close has completed.
+    if (file_ >= 0) {
+      ++ops_;
+      reactor_->submit(close_file_, [this](io_uring_sqe* sqe) { uring::prep_close_direct(sqe, static_cast<unsigned>(file_)); });
+    }
   }
+}
+
+void Socket::on_file_closed(const io_uring_cqe&) {
+  --ops_;
+  net_->uninstalled(static_cast<unsigned>(std::exchange(file_, -1)));
+  maybe_delete();
 }
 
 void Socket::on_closed(const io_uring_cqe&) {

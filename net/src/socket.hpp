@@ -108,6 +108,14 @@ class Socket final : Timer {
     void complete(const io_uring_cqe& cqe) override { (self->*Handler)(cqe); }
   };
 
+  /// Names the fixed file slot instead of the descriptor, when the socket
+  /// has one (after a prep_* on fd_).
+  void target(io_uring_sqe* sqe) const noexcept {
+    if (file_ >= 0) {
+      sqe->fd = file_;
+      sqe->flags |= IOSQE_FIXED_FILE;
+    }
+  }
   void arm_recv();
   void stop_reading();
   void arm_watch();
@@ -117,7 +125,8 @@ class Socket final : Timer {
   void on_recv(const io_uring_cqe& cqe);
   void peer_shutdown();
   void notify_peer_shutdown();
-  void hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
+  /// Returns true when the bytes stay in their ring buffer.
+  bool hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring);
   void deliver_held_input();
   void drop_held_input() noexcept;
   void start_fallback();
@@ -132,6 +141,7 @@ class Socket final : Timer {
   void maybe_finish();
   void maybe_shut_wr();
   void on_closed(const io_uring_cqe& cqe);
+  void on_file_closed(const io_uring_cqe& cqe);
   void maybe_delete();
 
   void arm_timer();
@@ -146,6 +156,7 @@ class Socket final : Timer {
   Reactor* reactor_;
   NetShard* net_;
   int fd_;
+  int file_ = -1;  // its slot in the ring's fixed file table, or -1
   ConnectionOptions options_;
   State state_ = State::open;
   CloseReason reason_ = CloseReason::closed;
@@ -202,6 +213,7 @@ class Socket final : Timer {
   Op<&Socket::on_fallback> fallback_;
   Op<&Socket::on_send> send_;
   Op<&Socket::on_closed> close_;
+  Op<&Socket::on_file_closed> close_file_;
   Op<&Socket::on_connected> connect_;
 };
 

@@ -71,6 +71,7 @@ struct ServerFlags {
   unsigned buffers = 4096;
   bool no_incremental = false;
   bool no_bundle = false;
+  bool no_direct = false;
   std::optional<unsigned> metrics_port;  // absent: no metrics listener
 
   struct Parts {
@@ -116,6 +117,8 @@ struct ServerFlags {
       app.add_flag("--no-incremental", no_incremental,
                    "receives use whole buffers (no incremental consumption, IOU_PBUF_RING_INC)");
       app.add_flag("--no-bundle", no_bundle, "one buffer per receive completion (no IORING_RECVSEND_BUNDLE)");
+      app.add_flag("--no-direct", no_direct,
+                   "plain descriptors for connections instead of the ring's fixed file table (direct descriptors)");
     }
     if (parts.metrics) {
       app.add_option("--metrics-port", metrics_port,
@@ -132,6 +135,12 @@ struct ServerFlags {
     rb.incremental = !no_incremental;
     rb.bundles = !no_bundle;
     return rb;
+  }
+
+  /// The receive rings and direct descriptors of the flags, for `listen`.
+  void configure(net::ListenOptions& listen) const {
+    listen.receive_buffers = receive_buffers();
+    if (no_direct) listen.fixed_files = 0;
   }
 
   /// The listening address; a bad --host exits 2.

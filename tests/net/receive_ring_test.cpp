@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -246,4 +248,102 @@ TEST_CASE("receive ring: kept bytes stay as received while the kernel fills and 
       return s.held == 0 && s.slices == 0;
     }, 5s));
   }
+}
+
+namespace {
+
+// Files in the kernel's fixed file table of `ring_fd` (one `  SLOT: FILE`
+// line each in the fdinfo of the ring's descriptor, after `UserFiles:`).
+int fixed_files_in_kernel(int ring_fd) {
+  std::FILE* f = std::fopen(("/proc/self/fdinfo/" + std::to_string(ring_fd)).c_str(), "r");
+  if (f == nullptr) return -1;
+  int count = 0;
+  bool in_files = false;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    const std::string_view l(line);
+    if (l.starts_with("UserFiles:")) {
+      in_files = true;
+    } else if (in_files) {
+      const std::size_t first = l.find_first_not_of(' ');
+      if (first == std::string_view::npos || first == 0 || l.find(':') == std::string_view::npos ||
+          !std::isdigit(static_cast<unsigned char>(l[first]))) {
+        break;  // the next section
+      }
+      ++count;
+    }
+  }
+  std::fclose(f);
+  return count;
+}
+
+struct DirectState {
+  bool direct = false;
+  unsigned slots = 0;
+  unsigned in_use = 0;
+  std::uint64_t fallbacks = 0;
+  int in_kernel = -2;
+};
+
+DirectState direct_state(Runtime& rt) {
+  std::atomic<bool> done{false};
+  DirectState s;
+  rt.post(0, [&] {
+    NetShard& net = NetShard::of(*Shard::current());
+    s = DirectState{net.direct(), net.fixed_slots(), net.fixed_in_use(), net.direct_fallbacks.get(),
+                    fixed_files_in_kernel(Shard::current()->reactor().ring().fd())};
+    done = true;
+  });
+  REQUIRE(eventually([&] { return done.load(); }, 5s));
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("direct descriptors: connections take slots of the ring's file table, a full table falls back, slots are reused") {
+  Runtime rt(opts(1));
+  rt.start();
+  ListenOptions lo;
+  lo.fixed_files = 3;
+  auto l = listen<KeepingEcho>(rt, lo);
+  std::vector<Fd> clients;
+  const auto all_echo = [&] {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      const std::string msg = "hello " + std::to_string(i);
+      if (!write_all(clients[i].get(), msg) || read_exactly(clients[i].get(), msg.size()) != msg) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 5; ++i) clients.push_back(connect_to(l.address()));
+  CHECK(all_echo());  // 3 through slots, 2 through plain descriptors
+  DirectState s = direct_state(rt);
+  CHECK(s.direct);
+  CHECK(s.slots == 3);
+  CHECK(s.in_use == 3);
+  CHECK(s.in_kernel == 3);
+  CHECK(s.fallbacks == 2);
+  clients.clear();
+  REQUIRE(eventually([&] { return direct_state(rt).in_kernel == 0; }, 5s));
+  CHECK(direct_state(rt).in_use == 0);
+  for (int i = 0; i < 3; ++i) clients.push_back(connect_to(l.address()));  // the freed slots again
+  CHECK(all_echo());
+  s = direct_state(rt);
+  CHECK(s.in_use == 3);
+  CHECK(s.in_kernel == 3);
+  CHECK(s.fallbacks == 2);
+}
+
+TEST_CASE("direct descriptors: 0 slots means plain descriptors only") {
+  Runtime rt(opts(1));
+  rt.start();
+  ListenOptions lo;
+  lo.fixed_files = 0;
+  auto l = listen<KeepingEcho>(rt, lo);
+  Fd client = connect_to(l.address());
+  REQUIRE(write_all(client.get(), "plain"));
+  CHECK(read_exactly(client.get(), 5) == "plain");
+  const DirectState s = direct_state(rt);
+  CHECK_FALSE(s.direct);
+  CHECK(s.in_use == 0);
+  CHECK(s.fallbacks == 0);
 }

@@ -42,6 +42,10 @@ struct ListenOptions {
   /// The shape of every shard's receive ring, for shards that have not built
   /// it yet (see NetShard::set_receive_buffers); unset: leave it as it is.
   std::optional<ReceiveBuffers> receive_buffers{};
+  /// Slots of every shard's fixed file table for direct descriptors (see
+  /// NetShard::set_fixed_files; 0: none), for shards that have not built it
+  /// yet; unset: leave it as it is.
+  std::optional<unsigned> fixed_files{};
 };
 
 /// Creates a connection actor for an accepted socket, on the calling shard.

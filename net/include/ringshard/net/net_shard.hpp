@@ -94,6 +94,19 @@ class NetShard final : public ShardExtension {
   /// [1, 32768], a size of 0 or an incremental_size of 0.
   void set_receive_buffers(const ReceiveBuffers& buffers);
   [[nodiscard]] ReceiveBuffers receive_buffers() const noexcept;
+  /// Direct descriptors: each connection's socket is also installed in the
+  /// ring's fixed file table (a sparse table of `slots` entries, registered
+  /// with the shard's first connection), and its receives, sends, polls and
+  /// close name the slot (IOSQE_FIXED_FILE): no lookup in the process's
+  /// file table and no reference counting per operation. The descriptor
+  /// stays open for the calls that are not io_uring operations (socket
+  /// options, shutdown). A connection that finds the table full uses its
+  /// plain descriptor (counted in direct_fallbacks). The default is the
+  /// process's RLIMIT_NOFILE, at most 65536; 0 turns them off. A kernel
+  /// without sparse tables (or a ring whose table is taken) runs without,
+  /// with one log line. Takes effect if the table is not registered yet.
+  /// Any thread.
+  void set_fixed_files(unsigned slots) noexcept { want_fixed_files_.store(slots, std::memory_order_relaxed); }
 
   /// Live connections on this shard (read by listeners on other shards).
   std::atomic<int> connections{0};
@@ -115,6 +128,8 @@ class NetShard final : public ShardExtension {
   StatCounter buffer_fallbacks;
   /// keep_received() calls that copied because the ring was running low.
   StatCounter kept_copies;
+  /// Connections that found the fixed file table full (plain descriptors).
+  StatCounter direct_fallbacks;
 
   // ---- shard thread only ----
   void ensure_buffers();
@@ -125,6 +140,17 @@ class NetShard final : public ShardExtension {
   [[nodiscard]] unsigned buffer_size() const noexcept { return size_; }
   [[nodiscard]] bool incremental() const noexcept { return incremental_; }
   [[nodiscard]] bool bundles() const noexcept { return bundles_; }
+  /// Direct descriptors (after ensure_buffers): on, the table's slots, and
+  /// the slots in use.
+  [[nodiscard]] bool direct() const noexcept { return fixed_slots_ != 0; }
+  [[nodiscard]] unsigned fixed_slots() const noexcept { return fixed_slots_; }
+  [[nodiscard]] unsigned fixed_in_use() const noexcept { return fixed_in_use_; }
+  /// Installs `fd` in a free slot of the table: the slot, or -1 (no direct
+  /// descriptors, or the table is full).
+  [[nodiscard]] int install(int fd) noexcept;
+  /// The slot's close completed: it may take another socket.
+  void uninstalled(unsigned slot) noexcept;
+
   /// Ring buffers the kernel has used up and the shard has not given back yet
   /// (the application keeps bytes of them).
   [[nodiscard]] unsigned buffers_held() const noexcept { return held_; }
@@ -143,9 +169,6 @@ class NetShard final : public ShardExtension {
   /// copy when the ring runs low (fewer than 1/8 of its buffers left), so
   /// that kept buffers cannot starve the shard's receives.
   [[nodiscard]] RecvBuffer keep(std::uint16_t bid, std::span<const std::byte> bytes);
-  /// Like keep(), never a copy: for bytes a paused connection holds until it
-  /// resumes (the ring bounds them; an empty ring ends its receives).
-  [[nodiscard]] RecvBuffer hold(std::uint16_t bid, std::span<const std::byte> bytes) noexcept;
   /// A RecvBuffer holding a copy of `bytes`.
   [[nodiscard]] static RecvBuffer copy_of(std::span<const std::byte> bytes);
   /// A RecvBuffer that owns heap memory (the fallback receive buffer).
@@ -192,6 +215,13 @@ class NetShard final : public ShardExtension {
   std::unique_ptr<uring::BufferRing> ring_;
   std::atomic<unsigned> want_count_{4096};
   std::atomic<unsigned> want_size_{4096};
+  std::atomic<unsigned> want_fixed_files_{default_fixed_files()};
+  static unsigned default_fixed_files() noexcept;
+  void ensure_files();
+  unsigned fixed_slots_ = 0;
+  unsigned fixed_in_use_ = 0;
+  unsigned fixed_next_ = 0;           // slots below were used at least once
+  std::vector<unsigned> fixed_free_;  // slots used before and free again
   std::atomic<bool> want_incremental_{true};
   std::atomic<bool> want_bundles_{true};
   std::atomic<unsigned> want_incremental_size_{65536};
