@@ -759,13 +759,12 @@ Options parse_options(int argc, char** argv) {
                "ringshard-echo-plain");
   samples::ServerFlags flags;
   flags.add_to(app, {.shards = false, .policy = false, .metrics = false});
-  unsigned fixed_files = 0;
+  bool no_direct = false;
   std::size_t send_zc = 0;
   unsigned napi_busy_poll_us = 0;
-  app.add_option("--fixed-files", fixed_files,
-                 "slots of the fixed file table (default: RLIMIT_NOFILE, at most 65536); when full, "
-                 "accepts take plain descriptors")
-      ->check(CLI::Range(1u, 1u << 20));
+  app.add_flag("--no-direct", no_direct,
+               "plain descriptors instead of a fixed file table (direct accept; on by default here, with "
+               "--fixed-files slots, default RLIMIT_NOFILE, at most 65536)");
   app.add_option("--send-zc", send_zc,
                  "send with IORING_OP_SEND_ZC from this many bytes on (default 0: never); the buffer is kept until "
                  "the kernel's notification")
@@ -778,7 +777,8 @@ Options parse_options(int argc, char** argv) {
   if (::inet_pton(AF_INET, flags.host.c_str(), &ignored) != 1) {
     samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
   }
-  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !flags.no_direct, fixed_files,
+  return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !no_direct && flags.fixed_files != 0U,
+                 flags.fixed_files.value_or(0),
                  !flags.no_bundle, !flags.no_incremental, send_zc, napi_busy_poll_us};
 }
 

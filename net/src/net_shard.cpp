@@ -1,7 +1,6 @@
 #include "ringshard/net/net_shard.hpp"
 
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -114,12 +113,6 @@ unsigned floor_pow2(std::size_t n) noexcept {
   return p;
 }
 }  // namespace
-
-unsigned NetShard::default_fixed_files() noexcept {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 65536;
-  return static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 65536));
-}
 
 void NetShard::ensure_files() {
   const unsigned slots = want_fixed_files_.load(std::memory_order_relaxed);

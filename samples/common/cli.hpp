@@ -71,7 +71,7 @@ struct ServerFlags {
   unsigned buffers = 4096;
   bool no_incremental = false;
   bool no_bundle = false;
-  bool no_direct = false;
+  std::optional<unsigned> fixed_files;  // absent: the default (off in the framework)
   std::optional<unsigned> metrics_port;  // absent: no metrics listener
 
   struct Parts {
@@ -117,8 +117,10 @@ struct ServerFlags {
       app.add_flag("--no-incremental", no_incremental,
                    "receives use whole buffers (no incremental consumption, IOU_PBUF_RING_INC)");
       app.add_flag("--no-bundle", no_bundle, "one buffer per receive completion (no IORING_RECVSEND_BUNDLE)");
-      app.add_flag("--no-direct", no_direct,
-                   "plain descriptors for connections instead of the ring's fixed file table (direct descriptors)");
+      app.add_option("--fixed-files", fixed_files,
+                     "slots of each shard's fixed file table for direct descriptors (0: none, the framework's "
+                     "default; when full, connections use plain descriptors)")
+          ->check(CLI::Range(0u, 1u << 20));
     }
     if (parts.metrics) {
       app.add_option("--metrics-port", metrics_port,
@@ -140,7 +142,7 @@ struct ServerFlags {
   /// The receive rings and direct descriptors of the flags, for `listen`.
   void configure(net::ListenOptions& listen) const {
     listen.receive_buffers = receive_buffers();
-    if (no_direct) listen.fixed_files = 0;
+    listen.fixed_files = fixed_files;
   }
 
   /// The listening address; a bad --host exits 2.

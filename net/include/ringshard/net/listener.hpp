@@ -43,8 +43,8 @@ struct ListenOptions {
   /// it yet (see NetShard::set_receive_buffers); unset: leave it as it is.
   std::optional<ReceiveBuffers> receive_buffers{};
   /// Slots of every shard's fixed file table for direct descriptors (see
-  /// NetShard::set_fixed_files; 0: none), for shards that have not built it
-  /// yet; unset: leave it as it is.
+  /// NetShard::set_fixed_files; 0, the default: none), for shards that have
+  /// not built it yet; unset: leave it as it is.
   std::optional<unsigned> fixed_files{};
 };
 

@@ -101,11 +101,11 @@ class NetShard final : public ShardExtension {
   /// file table and no reference counting per operation. The descriptor
   /// stays open for the calls that are not io_uring operations (socket
   /// options, shutdown). A connection that finds the table full uses its
-  /// plain descriptor (counted in direct_fallbacks). The default is the
-  /// process's RLIMIT_NOFILE, at most 65536; 0 turns them off. A kernel
-  /// without sparse tables (or a ring whose table is taken) runs without,
-  /// with one log line. Takes effect if the table is not registered yet.
-  /// Any thread.
+  /// plain descriptor (counted in direct_fallbacks). Off (0) by default:
+  /// measured level or 1-2% slower per core than plain descriptors on
+  /// loopback echo (README, Performance). A kernel without sparse tables (or
+  /// a ring whose table is taken) runs without, with one log line. Takes
+  /// effect if the table is not registered yet. Any thread.
   void set_fixed_files(unsigned slots) noexcept { want_fixed_files_.store(slots, std::memory_order_relaxed); }
 
   /// Live connections on this shard (read by listeners on other shards).
@@ -215,8 +215,7 @@ class NetShard final : public ShardExtension {
   std::unique_ptr<uring::BufferRing> ring_;
   std::atomic<unsigned> want_count_{4096};
   std::atomic<unsigned> want_size_{4096};
-  std::atomic<unsigned> want_fixed_files_{default_fixed_files()};
-  static unsigned default_fixed_files() noexcept;
+  std::atomic<unsigned> want_fixed_files_{0};
   void ensure_files();
   unsigned fixed_slots_ = 0;
   unsigned fixed_in_use_ = 0;
