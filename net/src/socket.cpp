@@ -23,7 +23,6 @@ Socket::Socket(ConnectionCore* owner, Reactor& reactor, int fd, const Connection
   watch_.self = this;
   send_.self = this;
   close_.self = this;
-  close_file_.self = this;
   connect_.self = this;
   fallback_.self = this;
 }
@@ -567,26 +566,23 @@ void Socket::maybe_finish() {
     close_submitted_ = true;
     ++ops_;
     reactor_->cancel(static_cast<Timer&>(*this));
-    reactor_->submit(close_, [this](io_uring_sqe* sqe) { uring::prep_close(sqe, fd_); });
-    // The slot holds the socket too: it closes when both are closed. The
-    // slot is free for another socket once its close has completed.
+    // The slot holds the socket too: the socket closes when both are
+    // closed. The slot's close goes first and is done at submission (a
+    // fixed file's close is never deferred), so the slot is free once the
+    // descriptor's close completes (on_closed).
     if (file_ >= 0) {
-      ++ops_;
-      reactor_->submit(close_file_, [this](io_uring_sqe* sqe) { uring::prep_close_direct(sqe, static_cast<unsigned>(file_)); });
+      const auto slot = static_cast<unsigned>(file_);
+      reactor_->submit_detached([slot](io_uring_sqe* sqe) { uring::prep_close_direct(sqe, slot); });
     }
+    reactor_->submit(close_, [this](io_uring_sqe* sqe) { uring::prep_close(sqe, fd_); });
   }
-}
-
-void Socket::on_file_closed(const io_uring_cqe&) {
-  --ops_;
-  net_->uninstalled(static_cast<unsigned>(std::exchange(file_, -1)));
-  maybe_delete();
 }
 
 void Socket::on_closed(const io_uring_cqe&) {
   --ops_;
   if (peer_shut_ && reason_ == CloseReason::closed && !lingering_) reason_ = CloseReason::peer_closed;
   fd_ = -1;
+  if (file_ >= 0) net_->uninstalled(static_cast<unsigned>(std::exchange(file_, -1)));
   state_ = State::closed;
   net_->connections.fetch_sub(1, std::memory_order_relaxed);
   net_->count_close(reason_);

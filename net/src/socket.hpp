@@ -141,7 +141,6 @@ class Socket final : Timer {
   void maybe_finish();
   void maybe_shut_wr();
   void on_closed(const io_uring_cqe& cqe);
-  void on_file_closed(const io_uring_cqe& cqe);
   void maybe_delete();
 
   void arm_timer();
@@ -177,6 +176,7 @@ class Socket final : Timer {
   bool shut_wr_ = false;        // the sending side is shut down: the linger clock runs
   bool want_shut_wr_ = false;   // shutdown_write(): shut down once the queue is sent
   bool linger_done_ = false;    // the linger is over (EOF, an error, a limit): close
+  bool eof_held_ = false;       // the peer's end came behind held input (hold_input)
   std::size_t pending_ = 0;
   std::size_t in_flight_entries_ = 0;
   SendQueue queue_;
@@ -207,13 +207,11 @@ class Socket final : Timer {
   // Bytes received after a backpressure pause began (see hold_input), and
   // the peer's end behind them.
   std::unique_ptr<std::deque<RecvBuffer>> held_input_;
-  bool eof_held_ = false;
   Op<&Socket::on_recv> recv_;
   Op<&Socket::on_watch> watch_;
   Op<&Socket::on_fallback> fallback_;
   Op<&Socket::on_send> send_;
   Op<&Socket::on_closed> close_;
-  Op<&Socket::on_file_closed> close_file_;
   Op<&Socket::on_connected> connect_;
 };
 
