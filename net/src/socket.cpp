@@ -505,6 +505,7 @@ void Socket::close_lingering() {
   }
   reason_ = CloseReason::closed;
   state_ = State::closing;
+  drop_held_input();  // input from now on is discarded: so is what was held
   lingering_ = true;
   arm_timer();  // the linger limits join the tick
   arm_recv();   // discarding starts now, also when reading was paused

@@ -121,7 +121,8 @@ std::string random_bytes(std::size_t n, std::mt19937& rng) {
 
 TEST_CASE("receive ring: every path echoes messages of 1 byte to 200 KiB exactly and gives every buffer back") {
   for (const Path& path : kPaths) {
-    CAPTURE(path.name);
+    const std::string path_name = path.name;
+    CAPTURE(path_name);
     Runtime rt(opts(1));
     rt.start();
     ListenOptions lo;
@@ -157,7 +158,8 @@ TEST_CASE("receive ring: every path echoes messages of 1 byte to 200 KiB exactly
 
 TEST_CASE("receive ring: lines split anywhere by the buffers are framed exactly on every path") {
   for (const Path& path : kPaths) {
-    CAPTURE(path.name);
+    const std::string path_name = path.name;
+    CAPTURE(path_name);
     Runtime rt(opts(1));
     rt.start();
     ListenOptions lo;
@@ -204,7 +206,8 @@ struct KeepOrEcho : Connection<KeepOrEcho> {
 
 TEST_CASE("receive ring: kept bytes stay as received while the kernel fills and reuses the rest of the ring") {
   for (const Path& path : kPaths) {
-    CAPTURE(path.name);
+    const std::string path_name = path.name;
+    CAPTURE(path_name);
     Runtime rt(opts(1));
     rt.start();
     std::vector<RecvBuffer> kept;  // shard 0's
@@ -346,4 +349,78 @@ TEST_CASE("direct descriptors: 0 slots means plain descriptors only") {
   CHECK_FALSE(s.direct);
   CHECK(s.in_use == 0);
   CHECK(s.fallbacks == 0);
+}
+
+namespace {
+
+// Pauses reading at its first bytes for five ticks (100 ms), meanwhile the
+// client sends everything and shuts down its side: the bytes received after
+// the pause began come after it, in order, and the peer's end after them.
+// on_open keeps the shard busy for 50 ms, so that a small message and the
+// peer's end are in the socket when the first receive runs: they come in the
+// same batch of completions as the bytes that pause.
+struct PausingCounter : Connection<PausingCounter> {
+  std::atomic<std::size_t>* got;
+  std::atomic<std::size_t>* at_end;
+  std::atomic<bool>* in_order;
+  std::size_t count = 0;
+  int ticks = 0;
+  bool paused = false;
+  bool resumed = false;
+  PausingCounter(std::atomic<std::size_t>* g, std::atomic<std::size_t>* e, std::atomic<bool>* o)
+      : got(g), at_end(e), in_order(o) {}
+  void on_open() override {
+    std::this_thread::sleep_for(50ms);
+    set_tick(20ms);
+  }
+  void on_data(std::span<const std::byte> bytes) override {
+    for (const std::byte b : bytes) {
+      if (static_cast<unsigned char>(b) != static_cast<unsigned char>(count % 251)) in_order->store(false);
+      ++count;
+    }
+    got->store(count);
+    if (!resumed && !paused) {
+      paused = true;
+      pause_reading();
+    }
+  }
+  void on_tick(Clock::time_point) override {
+    if (paused && ++ticks == 5) {
+      paused = false;
+      resumed = true;
+      resume_reading();
+    }
+  }
+  void on_peer_shutdown() override {
+    at_end->store(count);
+    close();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("receive ring: bytes received after a pause began, and the peer's end behind them, come after it in order") {
+  for (const auto& [path, size] : {std::pair{kPaths[0], std::size_t{100} << 10}, std::pair{kPaths[0], std::size_t{4} << 20},
+                                   std::pair{kPaths[1], std::size_t{100} << 10}, std::pair{kPaths[2], std::size_t{100} << 10}}) {
+    const std::string path_name = path.name;
+    CAPTURE(path_name);
+    CAPTURE(size);
+    Runtime rt(opts(1));
+    rt.start();
+    std::atomic<std::size_t> got{0};
+    std::atomic<std::size_t> at_end{0};
+    std::atomic<bool> in_order{true};
+    ListenOptions lo;
+    lo.receive_buffers = ring_of(path, 4096, 4096);
+    auto l = listen<PausingCounter>(rt, lo, &got, &at_end, &in_order);
+    Fd client = connect_to(l.address());
+    std::string out(size, '\0');
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<char>(i % 251);
+    REQUIRE(write_all(client.get(), out));
+    REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
+    CHECK(test::sees_close(client.get(), 10s));
+    CHECK(got.load() == out.size());
+    CHECK(at_end.load() == out.size());  // the end after every byte
+    CHECK(in_order.load());
+  }
 }
