@@ -400,8 +400,10 @@ struct PausingCounter : Connection<PausingCounter> {
 }  // namespace
 
 TEST_CASE("receive ring: bytes received after a pause began, and the peer's end behind them, come after it in order") {
-  for (const auto& [path, size] : {std::pair{kPaths[0], std::size_t{100} << 10}, std::pair{kPaths[0], std::size_t{4} << 20},
-                                   std::pair{kPaths[1], std::size_t{100} << 10}, std::pair{kPaths[2], std::size_t{100} << 10}}) {
+  for (const auto& run : {std::pair{kPaths[0], std::size_t{100} << 10}, std::pair{kPaths[0], std::size_t{4} << 20},
+                          std::pair{kPaths[1], std::size_t{100} << 10}, std::pair{kPaths[2], std::size_t{100} << 10}}) {
+    const Path& path = run.first;
+    const std::size_t size = run.second;  // not a structured binding: clang 14 cannot capture those
     const std::string path_name = path.name;
     CAPTURE(path_name);
     CAPTURE(size);
