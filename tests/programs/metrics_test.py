@@ -92,7 +92,9 @@ def total(values, name, **labels):
 
 
 def test_echo(bin_dir):
-    s = Server(os.path.join(bin_dir, "ringshard-echo"), "--shards", "2", "--metrics-port", "0")
+    # One slot per shard's fixed file table: of the 4 connections (2 per
+    # shard, open together) at least one per shard keeps a plain descriptor.
+    s = Server(os.path.join(bin_dir, "ringshard-echo"), "--shards", "2", "--metrics-port", "0", "--fixed-files", "1")
     try:
         before = scrape(s.metrics_port)
         for (name, _), shards in before.items():
@@ -114,6 +116,8 @@ def test_echo(bin_dir):
         check(d("ringshard_sent_bytes_total") >= n, f"bytes out grew {d('ringshard_sent_bytes_total')} < {n}")
         check(d("ringshard_recv_completions_total") >= conns, "recv completions")
         check(d("ringshard_send_completions_total") >= conns, "send completions")
+        check(d("ringshard_direct_fallbacks_total") >= 2, f"direct fallbacks grew {d('ringshard_direct_fallbacks_total')}")
+        check(d("ringshard_kept_copies_total") >= 0, "kept copies")
         check(d("ringshard_connections_accepted_total") >= conns, "accepted")
         check(total(after, "ringshard_connections_open") >= conns, "open connections")
         check(total(after, "ringshard_ring_enters_total") > 0 and total(after, "ringshard_ring_completions_total") > 0,

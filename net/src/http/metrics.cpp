@@ -150,6 +150,12 @@ std::string render_metrics(Runtime& runtime) {
   page.per_shard("ringshard_recv_buffer_fallbacks_total", "counter",
                  "Receives that found the shard's buffer ring empty and fell back to a plain recv.",
                  net_counter(&NetShard::buffer_fallbacks));
+  page.per_shard("ringshard_kept_copies_total", "counter",
+                 "keep_received() calls that copied because the shard's buffer ring was running low.",
+                 net_counter(&NetShard::kept_copies));
+  page.per_shard("ringshard_direct_fallbacks_total", "counter",
+                 "Connections that found the fixed file table full and kept a plain descriptor.",
+                 net_counter(&NetShard::direct_fallbacks));
 
   // ---- HTTP ----
   page.per_shard("ringshard_http_requests_total", "counter", "HTTP requests parsed.", [](Shard& s) {
