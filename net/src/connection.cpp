@@ -191,9 +191,7 @@ RecvBuffer ConnectionCore::keep_received() {
     current_kept_ = kept.from_ring();  // else a copy: the ring buffer goes back as usual
     return kept;
   }
-  auto heap = std::make_unique_for_overwrite<std::byte[]>(current_.size());
-  std::memcpy(heap.get(), current_.data(), current_.size());
-  return NetShard::keep_heap(std::move(heap), current_.size());
+  return NetShard::copy_of(current_);
 }
 
 void ConnectionCore::on_data(std::span<const std::byte> bytes) {

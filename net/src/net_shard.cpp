@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -107,11 +109,6 @@ std::atomic<bool> g_said_no_incremental{false};
 std::atomic<bool> g_said_no_bundles{false};
 std::atomic<bool> g_said_no_direct{false};
 
-unsigned floor_pow2(std::size_t n) noexcept {
-  unsigned p = 1;
-  while (std::size_t{p} * 2 <= n && p < 32768) p *= 2;
-  return p;
-}
 }  // namespace
 
 void NetShard::ensure_files() {
@@ -126,6 +123,7 @@ void NetShard::ensure_files() {
     return;
   }
   fixed_slots_ = slots;
+  fixed_free_.reserve(slots);  // uninstalled() never allocates
 }
 
 int NetShard::install(int fd) noexcept {
@@ -146,17 +144,11 @@ int NetShard::install(int fd) noexcept {
   }
   if (!fixed_free_.empty()) fixed_free_.pop_back();
   else ++fixed_next_;
-  ++fixed_in_use_;
   return static_cast<int>(slot);
 }
 
 void NetShard::uninstalled(unsigned slot) noexcept {
-  --fixed_in_use_;
-  try {
-    fixed_free_.push_back(slot);
-  } catch (...) {
-    // Without room to remember it, the slot stays unused.
-  }
+  fixed_free_.push_back(slot);  // room reserved when the table was registered
 }
 
 void NetShard::ensure_buffers() {
@@ -171,7 +163,7 @@ void NetShard::ensure_buffers() {
     unsigned count = want.count;
     unsigned size = want.size;
     if (want.size < want.incremental_size && memory / want.incremental_size >= 8) {
-      count = floor_pow2(memory / want.incremental_size);
+      count = static_cast<unsigned>(std::min<std::size_t>(std::bit_floor(memory / want.incremental_size), 32768));
       size = want.incremental_size;
     }
     try {

@@ -144,7 +144,9 @@ class NetShard final : public ShardExtension {
   /// the slots in use.
   [[nodiscard]] bool direct() const noexcept { return fixed_slots_ != 0; }
   [[nodiscard]] unsigned fixed_slots() const noexcept { return fixed_slots_; }
-  [[nodiscard]] unsigned fixed_in_use() const noexcept { return fixed_in_use_; }
+  [[nodiscard]] unsigned fixed_in_use() const noexcept {
+    return fixed_next_ - static_cast<unsigned>(fixed_free_.size());
+  }
   /// Installs `fd` in a free slot of the table: the slot, or -1 (no direct
   /// descriptors, or the table is full).
   [[nodiscard]] int install(int fd) noexcept;
@@ -171,10 +173,6 @@ class NetShard final : public ShardExtension {
   [[nodiscard]] RecvBuffer keep(std::uint16_t bid, std::span<const std::byte> bytes);
   /// A RecvBuffer holding a copy of `bytes`.
   [[nodiscard]] static RecvBuffer copy_of(std::span<const std::byte> bytes);
-  /// A RecvBuffer that owns heap memory (the fallback receive buffer).
-  [[nodiscard]] static RecvBuffer keep_heap(std::unique_ptr<std::byte[]> heap, std::size_t size) noexcept {
-    return RecvBuffer(std::move(heap), size);
-  }
 
   /// Send-queue strings are recycled through the shard, so that a steady
   /// stream of sends allocates nothing and idle connections keep no memory.
@@ -218,7 +216,6 @@ class NetShard final : public ShardExtension {
   std::atomic<unsigned> want_fixed_files_{0};
   void ensure_files();
   unsigned fixed_slots_ = 0;
-  unsigned fixed_in_use_ = 0;
   unsigned fixed_next_ = 0;           // slots below were used at least once
   std::vector<unsigned> fixed_free_;  // slots used before and free again
   std::atomic<bool> want_incremental_{true};
