@@ -98,10 +98,10 @@ Task<> cat(const std::vector<std::string>& files, Status& st) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-cat: write files to standard output through io_uring", "ringshard-cat");
+  samples::CommandLine app("ringshard-cat: write files to standard output through io_uring", "ringshard-cat");
   std::vector<std::string> files;
-  app.add_option("FILE", files, "files to write, in order")->required();
-  samples::parse_or_exit(app, argc, argv);
+  app.option("FILE", files, "files to write, in order").required();
+  app.parse_or_exit(argc, argv);
   // A closed stdout shows up as -EPIPE in the write's CQE.
   ::signal(SIGPIPE, SIG_IGN);
   try {

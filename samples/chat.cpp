@@ -262,14 +262,14 @@ struct Chat : net::Connection<Chat> {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-chat: line-based chat across shards", "ringshard-chat");
+  samples::CommandLine app("ringshard-chat: line-based chat across shards", "ringshard-chat");
   samples::ServerFlags flags;
   flags.add_to(app, {});
   Limits limits;
-  samples::add_size(app, "--max-output", limits.max_output, "a client with more unsent is dropped (bytes, K/M/G; at least 64K)");
-  samples::add_millis(app, "--stall-timeout", limits.stall_timeout, "one congested client holds the senders back at most this");
-  samples::parse_or_exit(app, argc, argv);
-  if (limits.max_output < 64 * 1024) samples::bad_argument(app, "--max-output: must be at least 64K");
+  app.size("--max-output", limits.max_output, "a client with more unsent is dropped (bytes, K/M/G; at least 64K)");
+  app.millis("--stall-timeout", limits.stall_timeout, "one congested client holds the senders back at most this");
+  app.parse_or_exit(argc, argv);
+  if (limits.max_output < 64 * 1024) app.bad_argument("--max-output: must be at least 64K");
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;

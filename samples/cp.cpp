@@ -44,15 +44,13 @@ struct Options {
 };
 
 void parse_args(int argc, char** argv, Options& opt) {
-  CLI::App app("ringshard-cp: copy a file with linked read->write pairs through io_uring", "ringshard-cp");
-  app.add_option("--qd", opt.queue_depth, "read->write pairs in flight")
-      ->check(CLI::Range(1u, 4096u))
-      ->capture_default_str();
-  ringshard::samples::add_size(app, "--bs", opt.block_size, "block size (bytes, K/M/G)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
-  app.add_option("SRC", opt.src, "the file to copy")->required();
-  app.add_option("DST", opt.dst, "where to copy it")->required();
-  ringshard::samples::parse_or_exit(app, argc, argv);
+  ringshard::samples::CommandLine app("ringshard-cp: copy a file with linked read->write pairs through io_uring",
+                                      "ringshard-cp");
+  app.option("--qd", opt.queue_depth, "read->write pairs in flight").range(1u, 4096u).show_default();
+  app.size("--bs", opt.block_size, "block size (bytes, K/M/G)").range(std::size_t{1}, std::size_t{1} << 30);
+  app.option("SRC", opt.src, "the file to copy").required();
+  app.option("DST", opt.dst, "where to copy it").required();
+  app.parse_or_exit(argc, argv);
 }
 
 class Copier {

@@ -24,10 +24,10 @@ struct Echo : ringshard::net::Connection<Echo> {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-echo: the sharded echo server", "ringshard-echo");
+  ringshard::samples::CommandLine app("ringshard-echo: the sharded echo server", "ringshard-echo");
   ringshard::samples::ServerFlags flags;
   flags.add_to(app, {});
-  ringshard::samples::parse_or_exit(app, argc, argv);
+  app.parse_or_exit(argc, argv);
   ringshard::net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;

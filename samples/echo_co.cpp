@@ -29,10 +29,11 @@ ringshard::Task<> echo(ringshard::net::Stream s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-echo-co: the sharded echo server (a coroutine per connection)", "ringshard-echo-co");
+  ringshard::samples::CommandLine app("ringshard-echo-co: the sharded echo server (a coroutine per connection)",
+                                      "ringshard-echo-co");
   ringshard::samples::ServerFlags flags;
   flags.add_to(app, {});
-  ringshard::samples::parse_or_exit(app, argc, argv);
+  app.parse_or_exit(argc, argv);
   ringshard::net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;

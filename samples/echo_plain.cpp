@@ -755,27 +755,27 @@ class EchoServer {
 };
 
 Options parse_options(int argc, char** argv) {
-  CLI::App app("ringshard-echo-plain: a TCP echo server on the uring layer alone (one thread)",
-               "ringshard-echo-plain");
+  samples::CommandLine app("ringshard-echo-plain: a TCP echo server on the uring layer alone (one thread)",
+                           "ringshard-echo-plain");
   samples::ServerFlags flags;
   flags.add_to(app, {.shards = false, .policy = false, .metrics = false});
   bool no_direct = false;
   std::size_t send_zc = 0;
   unsigned napi_busy_poll_us = 0;
-  app.add_flag("--no-direct", no_direct,
-               "plain descriptors instead of a fixed file table (direct accept; on by default here, with "
-               "--fixed-files slots, default RLIMIT_NOFILE, at most 65536)");
-  app.add_option("--send-zc", send_zc,
-                 "send with IORING_OP_SEND_ZC from this many bytes on (default 0: never); the buffer is kept until "
-                 "the kernel's notification")
-      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30));
-  app.add_option("--napi-busy-poll-us", napi_busy_poll_us,
-                 "register NAPI busy polling for this many microseconds (IORING_REGISTER_NAPI; default 0: off)")
-      ->check(CLI::Range(0u, 1000000u));
-  samples::parse_or_exit(app, argc, argv);
+  app.flag("--no-direct", no_direct,
+           "plain descriptors instead of a fixed file table (direct accept; on by default here, with "
+           "--fixed-files slots, default RLIMIT_NOFILE, at most 65536)");
+  app.option("--send-zc", send_zc,
+             "send with IORING_OP_SEND_ZC from this many bytes on (default 0: never); the buffer is kept until "
+             "the kernel's notification")
+      .range(std::size_t{0}, std::size_t{1} << 30);
+  app.option("--napi-busy-poll-us", napi_busy_poll_us,
+             "register NAPI busy polling for this many microseconds (IORING_REGISTER_NAPI; default 0: off)")
+      .range(0u, 1000000u);
+  app.parse_or_exit(argc, argv);
   in_addr ignored{};
   if (::inet_pton(AF_INET, flags.host.c_str(), &ignored) != 1) {
-    samples::bad_argument(app, "--host: must be an IPv4 address, got " + flags.host);
+    app.bad_argument("--host: must be an IPv4 address, got " + flags.host);
   }
   return Options{flags.host, static_cast<std::uint16_t>(flags.port), flags.buffers, !no_direct && flags.fixed_files != 0U,
                  flags.fixed_files.value_or(0),

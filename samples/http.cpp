@@ -117,20 +117,20 @@ std::shared_ptr<http::Router> make_router(Runtime& runtime, actors::ActorRef<Vis
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-http: the sharded HTTP/1.1 server sample", "ringshard-http");
+  samples::CommandLine app("ringshard-http: the sharded HTTP/1.1 server sample", "ringshard-http");
   samples::ServerFlags flags;
   flags.add_to(app, {});
   http::ServerOptions server;
   std::chrono::milliseconds stop_timeout{2000};
-  samples::add_size(app, "--max-body", server.limits.max_body_bytes, "the largest request body (bytes, K/M/G)");
-  samples::add_millis(app, "--header-timeout", server.header_timeout, "a request head complete within this");
-  samples::add_millis(app, "--keepalive-timeout", server.keepalive_timeout, "an idle keep-alive connection closes after this");
-  samples::add_millis(app, "--request-timeout", server.request_timeout, "a request complete within this of its first byte");
-  samples::add_millis(app, "--send-timeout", server.send_timeout, "a client that takes no byte this long is reset");
-  samples::add_millis(app, "--linger-time", server.linger_time, "a closing connection discards input at most this long");
-  samples::add_millis(app, "--linger-timeout", server.linger_timeout, "... and this long without input");
-  samples::add_millis(app, "--stop-timeout", stop_timeout, "SIGINT/SIGTERM: the whole stop within this");
-  samples::parse_or_exit(app, argc, argv);
+  app.size("--max-body", server.limits.max_body_bytes, "the largest request body (bytes, K/M/G)");
+  app.millis("--header-timeout", server.header_timeout, "a request head complete within this");
+  app.millis("--keepalive-timeout", server.keepalive_timeout, "an idle keep-alive connection closes after this");
+  app.millis("--request-timeout", server.request_timeout, "a request complete within this of its first byte");
+  app.millis("--send-timeout", server.send_timeout, "a client that takes no byte this long is reset");
+  app.millis("--linger-time", server.linger_time, "a closing connection discards input at most this long");
+  app.millis("--linger-timeout", server.linger_timeout, "... and this long without input");
+  app.millis("--stop-timeout", stop_timeout, "SIGINT/SIGTERM: the whole stop within this");
+  app.parse_or_exit(argc, argv);
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;

@@ -54,19 +54,20 @@ std::uint64_t random_seed() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-kv: a Redis-protocol (RESP2) key-value server on shared-nothing shards", "ringshard-kv");
+  samples::CommandLine app("ringshard-kv: a Redis-protocol (RESP2) key-value server on shared-nothing shards",
+                           "ringshard-kv");
   samples::ServerFlags flags;
   flags.add_to(app, {});
   kv::ServerOptions server;
   std::size_t max_query = std::size_t{1} << 30;
-  samples::add_size(app, "--max-bulk", server.limits.max_bulk, "the longest argument (bytes, K/M/G)");
-  samples::add_size(app, "--max-array", server.limits.max_array, "the most arguments in one request");
-  samples::add_size(app, "--max-query", max_query, "bytes received and not yet run per connection (at least 64K)");
-  samples::add_size(app, "--max-pending", server.max_pending, "replies owed by other shards per connection (at least 1)");
-  samples::add_millis(app, "--sweep-interval", server.sweep_interval, "expired keys deleted this often (0: on access only)");
-  samples::parse_or_exit(app, argc, argv);
-  if (server.max_pending == 0) samples::bad_argument(app, "--max-pending: must be at least 1");
-  if (max_query < server.limits.max_inline) samples::bad_argument(app, "--max-query: must be at least 64K");
+  app.size("--max-bulk", server.limits.max_bulk, "the longest argument (bytes, K/M/G)");
+  app.size("--max-array", server.limits.max_array, "the most arguments in one request");
+  app.size("--max-query", max_query, "bytes received and not yet run per connection (at least 64K)");
+  app.size("--max-pending", server.max_pending, "replies owed by other shards per connection (at least 1)");
+  app.millis("--sweep-interval", server.sweep_interval, "expired keys deleted this often (0: on access only)");
+  app.parse_or_exit(argc, argv);
+  if (server.max_pending == 0) app.bad_argument("--max-pending: must be at least 1");
+  if (max_query < server.limits.max_inline) app.bad_argument("--max-query: must be at least 64K");
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;

@@ -159,15 +159,15 @@ std::shared_ptr<http::Router> make_router(actors::ActorRef<Links> links, std::st
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-links: a URL shortener on the HTTP router (templates, JSON, middleware)", "ringshard-links");
+  samples::CommandLine app("ringshard-links: a URL shortener on the HTTP router (templates, JSON, middleware)",
+                           "ringshard-links");
   samples::ServerFlags flags;
   flags.add_to(app, {});
   std::string token = "secret";
   http::ServerOptions server;
-  app.add_option("--token", token, "the bearer token DELETE needs")->capture_default_str();
-  samples::add_millis(app, "--response-timeout", server.response_timeout,
-                      "a deferred answer later than this gets 504 (0: none)");
-  samples::parse_or_exit(app, argc, argv);
+  app.option("--token", token, "the bearer token DELETE needs").show_default();
+  app.millis("--response-timeout", server.response_timeout, "a deferred answer later than this gets 504 (0: none)");
+  app.parse_or_exit(argc, argv);
   net::ListenOptions listen;
   listen.address = flags.address(app);
   listen.policy = flags.policy;

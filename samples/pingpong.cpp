@@ -39,20 +39,17 @@ struct Options {
 };
 
 Options parse_options(int argc, char** argv) {
-  CLI::App app("ringshard-pingpong: pairs of actors on different shards bounce messages; prints messages/s per shard",
-               "ringshard-pingpong");
+  samples::CommandLine app(
+      "ringshard-pingpong: pairs of actors on different shards bounce messages; prints messages/s per shard",
+      "ringshard-pingpong");
   Options o;
-  app.add_option("--shards", o.shards, "shards (threads, one per core); 0: one per CPU")
-      ->check(CLI::Range(0u, 1024u))
-      ->capture_default_str();
-  app.add_option("--actors", o.pairs, "pairs of actors, each bouncing its own ball")
-      ->check(CLI::Range(1u, 1'000'000u))
-      ->capture_default_str();
-  app.add_option("--messages", o.messages, "messages each pair bounces")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
-      ->capture_default_str();
-  app.add_flag("--busy-poll", o.busy_poll, "shards poll instead of sleeping when idle");
-  samples::parse_or_exit(app, argc, argv);
+  app.option("--shards", o.shards, "shards (threads, one per core); 0: one per CPU").range(0u, 1024u).show_default();
+  app.option("--actors", o.pairs, "pairs of actors, each bouncing its own ball").range(1u, 1'000'000u).show_default();
+  app.option("--messages", o.messages, "messages each pair bounces")
+      .range(std::uint64_t{1}, std::uint64_t{1} << 40)
+      .show_default();
+  app.flag("--busy-poll", o.busy_poll, "shards poll instead of sleeping when idle");
+  app.parse_or_exit(argc, argv);
   return o;
 }
 

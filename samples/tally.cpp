@@ -152,17 +152,18 @@ Task<> client(net::Stream s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("ringshard-tally: counters owned by shards, a line protocol written as coroutines", "ringshard-tally");
+  samples::CommandLine app("ringshard-tally: counters owned by shards, a line protocol written as coroutines",
+                           "ringshard-tally");
   samples::ServerFlags flags;
   flags.add_to(app, {.buffers = false});
   unsigned idle_seconds = 300;
-  app.add_option("--max-counters", g_max_counters, "counters a shard keeps at most (ADD of a new one beyond: an error)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))
-      ->capture_default_str();
-  app.add_option("--idle-timeout", idle_seconds, "seconds a connection may stay idle before it is closed")
-      ->check(CLI::Range(1u, 86'400u))
-      ->capture_default_str();
-  samples::parse_or_exit(app, argc, argv);
+  app.option("--max-counters", g_max_counters, "counters a shard keeps at most (ADD of a new one beyond: an error)")
+      .range(std::size_t{1}, std::size_t{1} << 32)
+      .show_default();
+  app.option("--idle-timeout", idle_seconds, "seconds a connection may stay idle before it is closed")
+      .range(1u, 86'400u)
+      .show_default();
+  app.parse_or_exit(argc, argv);
   g_idle_timeout = std::chrono::seconds(idle_seconds);
   net::ListenOptions listen;
   listen.address = flags.address(app);

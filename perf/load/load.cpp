@@ -143,34 +143,29 @@ std::vector<int> parse_cpus(std::string_view text) {
 }
 
 Options parse(int argc, char** argv) {
-  CLI::App app("ringshard-load: a closed-loop load generator for TCP echo servers; every echoed byte is checked",
-               "ringshard-load");
+  samples::CommandLine app(
+      "ringshard-load: a closed-loop load generator for TCP echo servers; every echoed byte is checked",
+      "ringshard-load");
   Options o;
   std::string cpus;
-  app.add_option("--host", o.host, "the server's address")->capture_default_str();
-  app.add_option("--port", o.port, "the server's port")->check(CLI::Range(1u, 65535u))->required();
-  app.add_option("--connections", o.connections, "connections to open (all connect before the load starts)")
-      ->check(CLI::Range(1u, 1'000'000u))
-      ->capture_default_str();
-  app.add_option("--size", o.size, "message size (bytes)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
-      ->capture_default_str();
-  app.add_option("--depth", o.depth, "messages in flight per connection (1: lockstep)")
-      ->check(CLI::Range(1u, 65536u))
-      ->capture_default_str();
-  app.add_option("--warmup", o.warmup, "seconds of load before measuring (not counted)")
-      ->check(CLI::Range(0.0, 1e6))
-      ->capture_default_str();
-  app.add_option("--duration", o.duration, "measured seconds (> 0)")->check(CLI::Range(0.0, 1e6))->capture_default_str();
-  app.add_option("--shards", o.shards, "load generator shards (threads); connections are spread over them")
-      ->check(CLI::Range(1u, 1024u))
-      ->capture_default_str();
-  app.add_option("--cpus", cpus, "pin shard i to the i-th CPU of LIST, e.g. 1 or 0,1 or 2-3");
-  app.add_option("--connect-timeout", o.connect_timeout, "seconds a connection may take to be established (> 0)")
-      ->check(CLI::Range(0.0, 1e6))
-      ->capture_default_str();
-  app.add_flag("--json", o.json, "one JSON object with every figure on stdout (the summary goes to stderr)");
-  samples::parse_or_exit(app, argc, argv);
+  app.option("--host", o.host, "the server's address").show_default();
+  app.option("--port", o.port, "the server's port").range(1u, 65535u).required();
+  app.option("--connections", o.connections, "connections to open (all connect before the load starts)")
+      .range(1u, 1'000'000u)
+      .show_default();
+  app.option("--size", o.size, "message size (bytes)").range(std::size_t{1}, std::size_t{1} << 30).show_default();
+  app.option("--depth", o.depth, "messages in flight per connection (1: lockstep)").range(1u, 65536u).show_default();
+  app.option("--warmup", o.warmup, "seconds of load before measuring (not counted)").range(0.0, 1e6).show_default();
+  app.option("--duration", o.duration, "measured seconds (> 0)").range(0.0, 1e6).show_default();
+  app.option("--shards", o.shards, "load generator shards (threads); connections are spread over them")
+      .range(1u, 1024u)
+      .show_default();
+  app.option("--cpus", cpus, "pin shard i to the i-th CPU of LIST, e.g. 1 or 0,1 or 2-3");
+  app.option("--connect-timeout", o.connect_timeout, "seconds a connection may take to be established (> 0)")
+      .range(0.0, 1e6)
+      .show_default();
+  app.flag("--json", o.json, "one JSON object with every figure on stdout (the summary goes to stderr)");
+  app.parse_or_exit(argc, argv);
   if (o.duration == 0.0) usage_error("--duration: must be more than 0 seconds");
   if (o.connect_timeout == 0.0) usage_error("--connect-timeout: must be more than 0 seconds");
   if (!cpus.empty()) o.cpus = parse_cpus(cpus);
