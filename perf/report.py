@@ -376,7 +376,8 @@ def parse_wrk(code, out, err):
         em = re.search(pat, out)
         if em:
             errors += sum(int(g) for g in em.groups())
-    pct = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)", out, re.M))
+    # "50%  88.00us" (wrk 4), "50.000%  88.00us" (wrk2)
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)", out, re.M))
     if errors:
         raise RuntimeError(f"wrk reported {errors} errors: {out[-400:]}")
     return {"rps": float(m.group(1)), "p50_us": latency_us(pct.get("50", "")),
@@ -959,7 +960,8 @@ def write_outputs(report, args, echo_servers, http_servers, kv_servers):
             row = []
             for n in names:
                 m = c["median"].get(n)
-                row.append(cell_text(m, p99=False) if m else "")
+                # wrk reports p99, h2load not (and results before 2026-12-07 lack it)
+                row.append(cell_text(m, p99=m.get("p99_us", 0) > 0) if m else "")
             md.append(f"| {what} | " + " | ".join(row) + " |")
         md.append("")
     if report.get("kv"):
