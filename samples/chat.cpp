@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
     // glibc aborts when a second thread attached that way exits.
     ::malloc_trim(0);
     RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     Runtime runtime(options);
     runtime.start();
     auto rooms = std::make_shared<std::vector<ActorRef<Room>>>();

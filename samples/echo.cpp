@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   flags.configure(listen);
   try {
     ringshard::RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     ringshard::Runtime runtime(options);
     runtime.start();
     auto listener = ringshard::net::listen<Echo>(runtime, listen);

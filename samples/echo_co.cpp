@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   flags.configure(listen);
   try {
     ringshard::RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     ringshard::Runtime runtime(options);
     runtime.start();
     auto listener = ringshard::net::serve(runtime, listen, echo);

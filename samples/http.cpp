@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
   flags.configure(listen);
   try {
     RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     options.stop_timeout = stop_timeout;
     Runtime runtime(options);
     runtime.start();

@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   listen.connection.max_input_bytes = max_query;
   try {
     RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     Runtime runtime(options);
     runtime.start();
     auto cluster = std::make_shared<kv::Cluster>();

@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   flags.configure(listen);
   try {
     RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     Runtime runtime(options);
     runtime.start();
     auto links = actors::spawn<Links>(runtime, 0);

@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   listen.policy = flags.policy;
   try {
     RuntimeOptions options;
-    options.shards = flags.shards;
+    flags.configure(options);
     Runtime runtime(options);
     runtime.start();
     auto listener = net::serve(runtime, listen, client);

@@ -1,6 +1,9 @@
 #include "ringshard/framework/reactor.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -38,6 +41,19 @@ uring::Ring Reactor::make_ring(const ReactorOptions& options, std::string_view& 
 Reactor::Reactor(const ReactorOptions& options) : ring_(make_ring(options, mode_)) {
   backlog_.reserve(64);
   heap_.reserve(64);
+  if (options.min_wait.count() > 0 && options.wait_batch > 1) {
+    if (ring_.features() & IORING_FEAT_MIN_TIMEOUT) {
+      min_wait_usec_ = static_cast<unsigned>(std::min<std::chrono::microseconds::rep>(options.min_wait.count(),
+                                                                                       1'000'000));
+      wait_batch_ = options.wait_batch;
+    } else {
+      static std::atomic<bool> said{false};  // once per process, not per shard
+      if (!said.exchange(true)) {
+        RINGSHARD_LOG_WARN("batched waits (min_wait) need IORING_FEAT_MIN_TIMEOUT (Linux 6.12): waking at every "
+                           "completion");
+      }
+    }
+  }
 }
 
 void Reactor::stage(Completion* linked) {
@@ -108,7 +124,20 @@ unsigned Reactor::run_once(bool block) {
   int ret;
   if (block) {
     stats_->enters.add();
-    if (heap_.empty()) {
+    // Batched: wait for as many completions as the last turn handled (at
+    // most wait_batch), for at most min_wait. One completion last time (a
+    // lone client, light load): a plain wait, no delay.
+    const unsigned want = std::min(last_batch_, wait_batch_);
+    if (want > 1 && min_wait_usec_ != 0 && ring_.cq_ready() == 0) {
+      // The kernel counts only completions that come during the wait: with
+      // some already posted it would sleep min_wait for one more. Without a
+      // general timeout it would end every wait at min_wait, even idle.
+      std::chrono::nanoseconds timeout = std::chrono::hours(24);
+      if (!heap_.empty()) timeout = std::max(heap_.front()->deadline_ - Clock::now(), Clock::duration::zero());
+      io_uring_cqe* cqe = nullptr;
+      ret = ring_.submit_and_wait_min_timeout(&cqe, want, timeout, min_wait_usec_);
+      if (ret == -ETIME || ret == -EAGAIN) ret = 0;
+    } else if (heap_.empty()) {
       ret = ring_.submit_and_wait(1);
     } else {
       auto wait = heap_.front()->deadline_ - Clock::now();
@@ -131,6 +160,7 @@ unsigned Reactor::run_once(bool block) {
   const bool failed = ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY;
   unsigned handled = dispatch_all();
   if (handled != 0) stats_->completions.add(handled);
+  if (block || handled != 0) last_batch_ = std::max(handled, 1u);
   if (!heap_.empty()) handled += fire_timers();
   if (!retired_.empty()) destroy_retired();
   if (failed) [[unlikely]] throw_enter_error(ret, block);

@@ -121,6 +121,12 @@ void ServerFlags::add_to(CommandLine& cli, Parts parts) {
   cli.option("--port", port, "port to listen on (0 picks a free one)").range(0u, 65535u).show_default();
   if (parts.shards) {
     cli.option("--shards", shards, "shards (threads, one per core); 0: one per CPU").range(0u, 1024u).show_default();
+    cli.option("--min-wait-us", min_wait_us,
+               "batched waits: an idle shard sleeps until --wait-batch completions or, after this many "
+               "microseconds, until one (0: wake at every completion; Linux 6.12)")
+        .range(0u, 1'000'000u)
+        .show_default();
+    cli.option("--wait-batch", wait_batch, "completions a batched wait waits for").range(2u, 4096u).show_default();
   }
   if (parts.policy) {
     cli.choice("--policy", [this](const std::string& name) { policy = net::parse_policy(name); },
@@ -161,6 +167,12 @@ net::ReceiveBuffers ServerFlags::receive_buffers() const {
 void ServerFlags::configure(net::ListenOptions& listen) const {
   listen.receive_buffers = receive_buffers();
   listen.fixed_files = fixed_files;
+}
+
+void ServerFlags::configure(RuntimeOptions& runtime) const {
+  runtime.shards = shards;
+  runtime.reactor.min_wait = std::chrono::microseconds(min_wait_us);
+  runtime.reactor.wait_batch = wait_batch;
 }
 
 net::Address ServerFlags::address(const CommandLine& cli, unsigned which_port) const {

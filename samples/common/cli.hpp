@@ -116,6 +116,8 @@ struct ServerFlags {
   bool no_bundle = false;
   std::optional<unsigned> fixed_files;   // absent: the default (off in the framework)
   std::optional<unsigned> metrics_port;  // absent: no metrics listener
+  unsigned min_wait_us = 0;              // 0: shards wake at every completion
+  unsigned wait_batch = 32;
 
   struct Parts {
     bool shards = true;
@@ -131,6 +133,8 @@ struct ServerFlags {
 
   /// The receive rings and direct descriptors of the flags, for `listen`.
   void configure(net::ListenOptions& listen) const;
+  /// The shards and their waits (--shards, --min-wait-us, --wait-batch).
+  void configure(RuntimeOptions& runtime) const;
 
   /// The listening address; a bad --host exits 2.
   [[nodiscard]] net::Address address(const CommandLine& cli, unsigned which_port) const;

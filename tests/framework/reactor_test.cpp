@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "ringshard/framework/reactor.hpp"
@@ -206,4 +207,94 @@ TEST_CASE("a blocking turn wakes for the nearest timer") {
   const auto waited = Clock::now() - start;
   CHECK(waited >= 30ms);
   CHECK(waited < 2s);
+}
+
+// Batched waits (ReactorOptions::min_wait): a blocking turn waits for as many
+// completions as the last one handled, for at most min_wait; after a turn of
+// one it waits plainly. min_wait is 200 ms here, so that "waited for the
+// batch" and "did not" are far apart.
+TEST_CASE("batched waits: as many as last time within min_wait, a plain wait after a lone completion") {
+  ReactorOptions options;
+  options.min_wait = 200ms;
+  options.wait_batch = 8;
+  Reactor r(options);
+  if (!r.ring().has_feature(IORING_FEAT_MIN_TIMEOUT)) {
+    MESSAGE("no IORING_FEAT_MIN_TIMEOUT: the reactor waits plainly, nothing to check");
+    return;
+  }
+  std::vector<test::TcpPair> pairs;
+  for (int i = 0; i < 3; ++i) pairs.push_back(test::tcp_pair());
+  char bufs[3][8];
+  Recorder recs[3];
+  const auto receive = [&](int i) {
+    recs[i].results.clear();
+    r.submit(recs[i], [&, i](io_uring_sqe* sqe) {
+      uring::prep_recv(sqe, pairs[i].server.get(), uring::MutableBuffer(bufs[i], 8), 0);
+    });
+  };
+  const auto write_after = [&](int i, std::chrono::milliseconds delay) {
+    return std::thread([&, i, delay] {
+      std::this_thread::sleep_for(delay);
+      REQUIRE(::write(pairs[i].client.get(), "x", 1) == 1);
+    });
+  };
+  // A blocking turn; returns how long it took.
+  const auto blocking_turn = [&](unsigned expect_handled) {
+    const auto start = Clock::now();
+    CHECK(r.run_once(true) == expect_handled);
+    return Clock::now() - start;
+  };
+  // Two completions in one turn (their bytes are there before it).
+  const auto turn_of_two = [&] {
+    receive(0);
+    receive(1);
+    REQUIRE(::write(pairs[0].client.get(), "x", 1) == 1);
+    REQUIRE(::write(pairs[1].client.get(), "x", 1) == 1);
+    r.run_once(false);
+    run_until(r, [&] { return recs[0].results.size() == 1 && recs[1].results.size() == 1; });
+  };
+
+  SUBCASE("after a turn of two: one byte in 5 ms is handled after min_wait, then the next plainly") {
+    r.run_once(false);
+    turn_of_two();
+    receive(0);
+    receive(1);
+    r.run_once(false);  // submitted
+    std::thread w = write_after(0, 5ms);
+    const auto batched = blocking_turn(1);  // waited for two, got one
+    w.join();
+    CHECK(batched >= 200ms);  // a plain wait returns at 5 ms
+    CHECK(batched < 4s);
+    CHECK(recs[0].results == std::vector<int>{1});
+    // The last turn handled one: the next wait is plain.
+    std::thread w2 = write_after(1, 5ms);
+    const auto plain = blocking_turn(1);
+    w2.join();
+    CHECK(plain < 150ms);
+    CHECK(recs[1].results == std::vector<int>{1});
+  }
+  SUBCASE("after a turn of two: a byte 300 ms later wakes the only wait (min_wait does not end it)") {
+    turn_of_two();
+    receive(2);
+    r.run_once(false);
+    const std::uint64_t enters_before = r.stats().enters.get();
+    std::thread w = write_after(2, 300ms);
+    const auto start = Clock::now();
+    while (recs[2].results.empty()) r.run_once(true);
+    const auto waited = Clock::now() - start;
+    w.join();
+    CHECK(waited >= 300ms);
+    CHECK(r.stats().enters.get() - enters_before == 1);
+  }
+  SUBCASE("after a turn of two: a timer 150 ms away fires on time from the only wait") {
+    turn_of_two();
+    CountingTimer t;
+    const std::uint64_t enters_before = r.stats().enters.get();
+    const auto start = Clock::now();
+    r.schedule(t, 150ms);
+    while (t.scheduled()) r.run_once(true);
+    CHECK(t.fired_at >= start + 150ms);
+    CHECK(t.fired_at < start + 2s);
+    CHECK(r.stats().enters.get() - enters_before == 1);
+  }
 }

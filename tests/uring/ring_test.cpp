@@ -2,6 +2,7 @@
 // CQE_SKIP_SUCCESS, cancellation, link timeouts, SQPOLL, DEFER_TASKRUN, big SQEs/CQEs.
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
@@ -295,6 +296,75 @@ TEST_CASE("wait_cqes times out with -ETIME and returns early when a CQE arrives"
   REQUIRE(ring.wait_cqes(&cqe, 1, 5s) == 0);
   CHECK(cqe->user_data == 7);
   ring.cqe_seen(cqe);
+}
+
+// Batched waits (6.12): the kernel waits for wait_nr CQEs for min_wait,
+// then for one CQE (that came during the wait) until the general timeout.
+// The CQEs come from receives a thread feeds (a timeout's CQE would wake
+// every waiter at once, batch or not).
+TEST_CASE("submit_and_wait_min_timeout batches completions for min_wait, then returns with what came") {
+  Ring ring(8);
+  io_uring_cqe* cqe = nullptr;
+  if (!ring.has_feature(IORING_FEAT_MIN_TIMEOUT)) {
+    MESSAGE("no IORING_FEAT_MIN_TIMEOUT: only the refusal is checked");
+    CHECK(ring.submit_and_wait_min_timeout(&cqe, 2, 1s, 1000) == -EINVAL);
+    return;
+  }
+  auto one = test::tcp_pair();
+  auto two = test::tcp_pair();
+  char buf1[8], buf2[8];
+  const auto queue_recv = [&](int fd, char* buf, std::uint64_t data) {
+    io_uring_sqe* sqe = ring.get_sqe();
+    REQUIRE(sqe != nullptr);
+    prep_recv(sqe, fd, MutableBuffer(buf, 8), 0);
+    sqe_set_data64(sqe, data);
+  };
+  // Writes a byte to each fd after 5 ms.
+  const auto feed = [](std::vector<int> fds) {
+    return std::thread([fds] {
+      std::this_thread::sleep_for(5ms);
+      for (int fd : fds) REQUIRE(::write(fd, "x", 1) == 1);
+    });
+  };
+  using std::chrono::steady_clock;
+
+  SUBCASE("one CQE of the four waited for: returned once min_wait has passed, not at once") {
+    queue_recv(one.server.get(), buf1, 1);
+    std::thread writer = feed({one.client.get()});
+    const auto start = steady_clock::now();
+    REQUIRE(ring.submit_and_wait_min_timeout(&cqe, 4, 5s, 40'000) == 0);
+    const auto waited = steady_clock::now() - start;
+    writer.join();
+    CHECK(waited >= 40ms);  // a plain wait would return at 5 ms
+    CHECK(waited < 4s);     // not the general timeout
+    CHECK(cqe->user_data == 1);
+    CHECK(cqe->res == 1);
+    ring.cqe_seen(cqe);
+  }
+  SUBCASE("all CQEs waited for: returned when they came, before min_wait") {
+    queue_recv(one.server.get(), buf1, 1);
+    queue_recv(two.server.get(), buf2, 2);
+    std::thread writer = feed({one.client.get(), two.client.get()});
+    const auto start = steady_clock::now();
+    REQUIRE(ring.submit_and_wait_min_timeout(&cqe, 2, 10s, 5'000'000) == 0);
+    const auto waited = steady_clock::now() - start;
+    writer.join();
+    CHECK(waited < 4s);
+    CHECK(ring.cq_ready() == 2);
+    ring.cq_advance(2);
+  }
+  SUBCASE("nothing comes: the general timeout ends the wait, not min_wait") {
+    const auto start = steady_clock::now();
+    CHECK(ring.submit_and_wait_min_timeout(&cqe, 4, 60ms, 1000) == -ETIME);
+    CHECK(steady_clock::now() - start >= 60ms);
+  }
+  SUBCASE("without a general timeout min_wait ends the wait, even with nothing") {
+    const auto start = steady_clock::now();
+    CHECK(ring.submit_and_wait_min_timeout(&cqe, 4, std::nullopt, 20'000) == -ETIME);
+    const auto waited = steady_clock::now() - start;
+    CHECK(waited >= 20ms);
+    CHECK(waited < 4s);
+  }
 }
 
 TEST_CASE("SQPOLL ring does I/O without io_uring_enter for submission") {

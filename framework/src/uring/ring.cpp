@@ -242,10 +242,30 @@ int Ring::submit_and_wait_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
                                   std::chrono::nanoseconds timeout, const sigset_t* sigmask) noexcept {
   if (!(features_ & IORING_FEAT_EXT_ARG)) return -EOPNOTSUPP;
   const Timespec ts(timeout);
-  io_uring_getevents_arg arg{};
+  abi::GeteventsArg arg;
   arg.sigmask = reinterpret_cast<std::uintptr_t>(sigmask);
   arg.sigmask_sz = _NSIG / 8;
   arg.ts = reinterpret_cast<std::uintptr_t>(&ts);
+  return enter_ext_arg(cqe_ptr, wait_nr, arg);
+}
+
+int Ring::submit_and_wait_min_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
+                                      std::optional<std::chrono::nanoseconds> timeout, unsigned min_wait_usec,
+                                      const sigset_t* sigmask) noexcept {
+  if (!(features_ & IORING_FEAT_MIN_TIMEOUT)) return -EINVAL;
+  Timespec ts;
+  abi::GeteventsArg arg;
+  arg.sigmask = reinterpret_cast<std::uintptr_t>(sigmask);
+  arg.sigmask_sz = _NSIG / 8;
+  arg.min_wait_usec = min_wait_usec;
+  if (timeout) {
+    ts = Timespec(*timeout);
+    arg.ts = reinterpret_cast<std::uintptr_t>(&ts);
+  }
+  return enter_ext_arg(cqe_ptr, wait_nr, arg);
+}
+
+int Ring::enter_ext_arg(io_uring_cqe** cqe_ptr, unsigned wait_nr, const abi::GeteventsArg& arg) noexcept {
   const unsigned submitted = flush_sq();
   unsigned enter_flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | enter_ring_flags_;
   unsigned wake = 0;

@@ -60,6 +60,17 @@ struct Napi {
   std::uint64_t resv = 0;
 };
 static_assert(sizeof(Napi) == 16);
+
+/// io_uring_getevents_arg, the argument of io_uring_enter with
+/// IORING_ENTER_EXT_ARG, as of 6.12: the 6.1 header's `pad` became
+/// `min_wait_usec` (read only with IORING_FEAT_MIN_TIMEOUT; zero before).
+struct GeteventsArg {
+  std::uint64_t sigmask = 0;
+  std::uint32_t sigmask_sz = 0;
+  std::uint32_t min_wait_usec = 0;
+  std::uint64_t ts = 0;
+};
+static_assert(sizeof(GeteventsArg) == 24);
 }  // namespace ringshard::uring::abi
 
 // ---- setup flags -----------------------------------------------------------

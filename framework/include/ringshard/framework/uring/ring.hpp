@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -110,6 +111,14 @@ class Ring {
   int submit_and_wait_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
                               std::chrono::nanoseconds timeout,
                               const sigset_t* sigmask = nullptr) noexcept;
+  /// io_uring_submit_and_wait_min_timeout (6.12, IORING_FEAT_MIN_TIMEOUT;
+  /// -EINVAL without it): submit, then wait for `wait_nr` CQEs for at most
+  /// `min_wait_usec`; once that has passed, return as soon as at least one
+  /// CQE has come (at once if one came meanwhile). `timeout` (when given)
+  /// bounds the whole wait (-ETIME). On success *cqe_ptr is the first ready CQE.
+  int submit_and_wait_min_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
+                                  std::optional<std::chrono::nanoseconds> timeout, unsigned min_wait_usec,
+                                  const sigset_t* sigmask = nullptr) noexcept;
   /// io_uring_sqring_wait: with SQPOLL, wait until the SQ has room.
   int sqring_wait() noexcept;
 
@@ -264,6 +273,9 @@ class Ring {
   }
 
  private:
+  /// Submits and waits through io_uring_enter with an IORING_ENTER_EXT_ARG argument.
+  int enter_ext_arg(io_uring_cqe** cqe_ptr, unsigned wait_nr, const abi::GeteventsArg& arg) noexcept;
+
   struct SubmissionQueue {
     unsigned* khead = nullptr;
     unsigned* ktail = nullptr;
