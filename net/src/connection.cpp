@@ -191,7 +191,7 @@ RecvBuffer ConnectionCore::keep_received() {
     current_kept_ = kept.from_ring();  // else a copy: the ring buffer goes back as usual
     return kept;
   }
-  return NetShard::copy_of(current_);
+  return socket_->keep_unringed(current_);
 }
 
 void ConnectionCore::on_data(std::span<const std::byte> bytes) {

@@ -231,7 +231,7 @@ void NetShard::out_of_step(const char* what) noexcept {
 }
 
 RecvBuffer NetShard::keep(std::uint16_t bid, std::span<const std::byte> bytes) {
-  if (held_ + count_ / 8 >= count_) {  // running low: keep a copy, the buffer goes back
+  if (ring_low()) {  // keep a copy, the buffer goes back
     ++kept_copies;
     return copy_of(bytes);
   }
@@ -240,6 +240,10 @@ RecvBuffer NetShard::keep(std::uint16_t bid, std::span<const std::byte> bytes) {
     ++slices_;
   }
   return RecvBuffer(this, bid, bytes.data(), bytes.size());
+}
+
+RecvBuffer NetShard::adopt(std::unique_ptr<std::byte[]> heap, std::size_t size) noexcept {
+  return RecvBuffer(std::move(heap), size);
 }
 
 RecvBuffer NetShard::copy_of(std::span<const std::byte> bytes) {

@@ -340,7 +340,7 @@ void Socket::on_recv(const io_uring_cqe& cqe) {
 // and handed to the owner, in order, once reading resumes.
 bool Socket::hold_input(std::span<const std::byte> bytes, std::uint16_t bid, bool from_ring) {
   if (!held_input_) held_input_ = std::make_unique<std::deque<RecvBuffer>>();
-  held_input_->push_back(from_ring ? net_->keep(bid, bytes) : NetShard::copy_of(bytes));
+  held_input_->push_back(from_ring ? net_->keep(bid, bytes) : keep_unringed(bytes));
   return held_input_->back().from_ring();
 }
 
@@ -401,6 +401,15 @@ void Socket::notify_peer_shutdown() {
   }
 }
 
+RecvBuffer Socket::keep_unringed(std::span<const std::byte> bytes) {
+  // Handed over only when most of the buffer is used: a few bytes kept must
+  // not hold 64 KiB. The next fallback receive allocates a new buffer.
+  if (fallback_buf_ && bytes.data() == fallback_buf_.get() && bytes.size() >= kFallbackSize / 2) {
+    return NetShard::adopt(std::move(fallback_buf_), bytes.size());
+  }
+  return NetShard::copy_of(bytes);
+}
+
 void Socket::start_fallback() {
   if (!fallback_buf_) fallback_buf_ = std::make_unique_for_overwrite<std::byte[]>(kFallbackSize);
   ++ops_;
@@ -425,6 +434,15 @@ void Socket::on_fallback(const io_uring_cqe& cqe) {
     if (state_ == State::open) abort(cqe.res == -ECONNRESET ? CloseReason::peer_reset : CloseReason::error, -cqe.res);
     else if (lingering_) linger_done_ = true;
   }
+  // While the shard's ring stays short of buffers the next receive is a
+  // plain one too (a multishot receive would end at once with ENOBUFS);
+  // back on the ring, the fallback buffer goes.
+  if (cqe.res > 0 && !recv_armed_ && wants_recv() && net_->ring_low()) {
+    ++net_->buffer_fallbacks;
+    start_fallback();
+    return;
+  }
+  fallback_buf_.reset();
   arm_recv();
   maybe_finish();
 }

@@ -81,6 +81,10 @@ class Socket final : Timer {
   /// Pauses or resumes reception for the application (not backpressure).
   void set_user_paused(bool paused);
 
+  /// Received bytes that are not in the shard's ring (a fallback receive's)
+  /// in a RecvBuffer: a large fallback receive hands over its own buffer,
+  /// anything else is copied.
+  [[nodiscard]] RecvBuffer keep_unringed(std::span<const std::byte> bytes);
   [[nodiscard]] std::string take_chunk() noexcept { return net_->take_chunk(); }
   [[nodiscard]] NetShard& net() const noexcept { return *net_; }
   /// NetShard's batched flush reached this socket.
@@ -149,7 +153,7 @@ class Socket final : Timer {
   void end_linger();
 
   static constexpr std::size_t kMaxIov = 64;
-  static constexpr std::size_t kFallbackSize = 16 * 1024;
+  static constexpr std::size_t kFallbackSize = 64 * 1024;
 
   ConnectionCore* owner_;
   Reactor* reactor_;

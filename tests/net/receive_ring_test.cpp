@@ -255,6 +255,50 @@ TEST_CASE("receive ring: kept bytes stay as received while the kernel fills and 
 
 namespace {
 
+struct InPlace {
+  std::atomic<unsigned> large{0};     // receives of 32 KiB or more
+  std::atomic<unsigned> in_place{0};  // ... kept where they were received
+};
+
+// Echoes the received bytes themselves, noting whether large receives were
+// kept where the kernel put them.
+struct InPlaceEcho : Connection<InPlaceEcho> {
+  InPlace* seen;
+  explicit InPlaceEcho(InPlace* s) : seen(s) {}
+  void on_data(std::span<const std::byte> bytes) override {
+    RecvBuffer kept = keep_received();
+    if (bytes.size() >= (32u << 10)) {
+      ++seen->large;
+      if (kept.bytes().data() == bytes.data()) ++seen->in_place;
+    }
+    send(std::move(kept));
+  }
+};
+
+}  // namespace
+
+// A ring of eight 4 KiB buffers, one per completion, runs dry under a 2 MiB
+// stream: receives fall back to the socket's own 64 KiB buffer, stay there
+// while the ring is low, and a large one is kept in that buffer, not copied
+// (every receive of 32 KiB or more came from a fallback here).
+TEST_CASE("receive ring: receives that missed the ring are large, and kept in their own buffer without a copy") {
+  Runtime rt(opts(1));
+  rt.start();
+  InPlace seen;
+  ListenOptions lo;
+  lo.receive_buffers = ring_of(kPaths[2], 8, 4096);
+  auto l = listen<InPlaceEcho>(rt, lo, &seen);
+  Fd client = connect_to(l.address());
+  std::mt19937 rng(7);
+  CHECK(echoes_exactly(client.get(), random_bytes(2 << 20, rng), rng));
+  MESSAGE("receives of 32 KiB or more: " << seen.large.load() << ", kept in place: " << seen.in_place.load());
+  CHECK(seen.large.load() > 0);
+  CHECK(seen.in_place.load() == seen.large.load());
+  CHECK(every_buffer_back(rt));
+}
+
+namespace {
+
 // Files in the kernel's fixed file table of `ring_fd` (one `  SLOT: FILE`
 // line each in the fdinfo of the ring's descriptor, after `UserFiles:`).
 int fixed_files_in_kernel(int ring_fd) {

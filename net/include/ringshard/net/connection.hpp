@@ -9,8 +9,9 @@
 // buffers): on_data sees a span into the buffer, which goes back to the ring
 // when on_data returns, unless on_data keeps it (keep_received()), for
 // instance to send it on without a copy. When the ring runs dry the
-// connection falls back to one plain recv into its own buffer, then re-arms,
-// so no byte is lost and nothing stalls.
+// connection falls back to plain recvs of up to 64 KiB into its own buffer
+// (kept without a copy when a receive fills half of it) for as long as the
+// ring stays low, then re-arms, so no byte is lost and nothing stalls.
 //
 // Framed input: a protocol whose messages cross receive boundaries overrides
 // on_input instead of on_data. on_input sees every byte not consumed yet and

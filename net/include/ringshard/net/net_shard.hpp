@@ -124,7 +124,7 @@ class NetShard final : public ShardExtension {
   StatCounter bytes_out;         ///< bytes sent
   StatCounter recv_completions;  ///< receive completions that carried data
   StatCounter send_completions;  ///< send completions
-  /// Receives that found the ring empty and fell back to a plain recv.
+  /// Plain recvs made because the ring was empty or low.
   StatCounter buffer_fallbacks;
   /// keep_received() calls that copied because the ring was running low.
   StatCounter kept_copies;
@@ -173,6 +173,11 @@ class NetShard final : public ShardExtension {
   [[nodiscard]] RecvBuffer keep(std::uint16_t bid, std::span<const std::byte> bytes);
   /// A RecvBuffer holding a copy of `bytes`.
   [[nodiscard]] static RecvBuffer copy_of(std::span<const std::byte> bytes);
+  /// A RecvBuffer owning `heap`, of which the first `size` bytes were received.
+  [[nodiscard]] static RecvBuffer adopt(std::unique_ptr<std::byte[]> heap, std::size_t size) noexcept;
+  /// Fewer than 1/8 of the ring's buffers are free: received bytes kept are
+  /// copied, and sockets receiving without the ring stay so.
+  [[nodiscard]] bool ring_low() const noexcept { return held_ + count_ / 8 >= count_; }
 
   /// Send-queue strings are recycled through the shard, so that a steady
   /// stream of sends allocates nothing and idle connections keep no memory.
