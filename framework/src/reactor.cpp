@@ -124,28 +124,28 @@ unsigned Reactor::run_once(bool block) {
   int ret;
   if (block) {
     stats_->enters.add();
-    // Batched: wait for as many completions as the last turn handled (at
-    // most wait_batch), for at most min_wait. One completion last time (a
-    // lone client, light load): a plain wait, no delay.
+    // Until the nearest timer, if any.
+    std::optional<std::chrono::nanoseconds> timeout;
+    if (!heap_.empty()) {
+      timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::max(heap_.front()->deadline_ - Clock::now(), Clock::duration::zero()));
+    }
+    // Batched (wait_batch_ is 1 when off): wait for as many completions as
+    // the last turn handled, for at most min_wait. One completion last time
+    // (a lone client, light load): a plain wait, no delay.
     const unsigned want = std::min(last_batch_, wait_batch_);
-    if (want > 1 && min_wait_usec_ != 0 && ring_.cq_ready() == 0) {
+    io_uring_cqe* cqe = nullptr;
+    if (want > 1 && ring_.cq_ready() == 0) {
       // The kernel counts only completions that come during the wait: with
       // some already posted it would sleep min_wait for one more. Without a
       // general timeout it would end every wait at min_wait, even idle.
-      std::chrono::nanoseconds timeout = std::chrono::hours(24);
-      if (!heap_.empty()) timeout = std::max(heap_.front()->deadline_ - Clock::now(), Clock::duration::zero());
-      io_uring_cqe* cqe = nullptr;
-      ret = ring_.submit_and_wait_min_timeout(&cqe, want, timeout, min_wait_usec_);
-      if (ret == -ETIME || ret == -EAGAIN) ret = 0;
-    } else if (heap_.empty()) {
-      ret = ring_.submit_and_wait(1);
+      ret = ring_.submit_and_wait_min_timeout(&cqe, want, timeout.value_or(std::chrono::hours(24)), min_wait_usec_);
+    } else if (timeout) {
+      ret = ring_.submit_and_wait_timeout(&cqe, 1, *timeout);
     } else {
-      auto wait = heap_.front()->deadline_ - Clock::now();
-      if (wait < Clock::duration::zero()) wait = Clock::duration::zero();
-      io_uring_cqe* cqe = nullptr;
-      ret = ring_.submit_and_wait_timeout(&cqe, 1, std::chrono::duration_cast<std::chrono::nanoseconds>(wait));
-      if (ret == -ETIME || ret == -EAGAIN) ret = 0;
+      ret = ring_.submit_and_wait(1);
     }
+    if (ret == -ETIME || ret == -EAGAIN) ret = 0;
   } else if (ring_.sq_ready() != 0 || ring_.cq_needs_flush()) {
     stats_->enters.add();
     ret = ring_.submit_and_get_events();

@@ -148,7 +148,7 @@ std::string render_metrics(Runtime& runtime) {
   page.per_shard("ringshard_send_completions_total", "counter", "Send completions.",
                  net_counter(&NetShard::send_completions));
   page.per_shard("ringshard_recv_buffer_fallbacks_total", "counter",
-                 "Receives that found the shard's buffer ring empty and fell back to a plain recv.",
+                 "Plain recvs made because the shard's buffer ring was empty or low.",
                  net_counter(&NetShard::buffer_fallbacks));
   page.per_shard("ringshard_kept_copies_total", "counter",
                  "keep_received() calls that copied because the shard's buffer ring was running low.",

@@ -111,8 +111,9 @@ struct ReactorOptions {
   /// has passed, until at least one has (a completion may wait up to
   /// min_wait to be handled; an idle reactor still wakes at the first one
   /// after that). Fewer wake-ups and enters per completion under moderate
-  /// load, for up to min_wait of latency. 0 (the default): wake at the first
-  /// completion. Without the kernel feature: one log line, then plain waits.
+  /// load, for up to min_wait (at most 1 s) of latency. 0 (the default): wake
+  /// at the first completion. Without the kernel feature: one log line, then
+  /// plain waits.
   std::chrono::microseconds min_wait{0};
   unsigned wait_batch = 32;
 };
@@ -250,8 +251,8 @@ class Reactor {
   // the registration belongs to the registering thread.
   bool ring_fd_registration_tried_ = false;
   uring::Ring ring_;
-  unsigned min_wait_usec_ = 0;  // 0: plain waits
-  unsigned wait_batch_ = 1;
+  unsigned min_wait_usec_ = 0;
+  unsigned wait_batch_ = 1;  // 1: batched waits off
   unsigned last_batch_ = 1;  // completions the last turn that handled any (or blocked) handled
   ReactorStats own_stats_;
   ReactorStats* stats_ = &own_stats_;
