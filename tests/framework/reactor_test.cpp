@@ -278,8 +278,10 @@ TEST_CASE("batched waits: as many as last time within min_wait, a plain wait aft
     receive(2);
     r.run_once(false);
     const std::uint64_t enters_before = r.stats().enters.get();
-    std::thread w = write_after(2, 300ms);
+    // The clock starts before the writer's thread: its 300 ms sleep may begin
+    // before this thread reads the clock (the TSan stage measured 298.9 ms).
     const auto start = Clock::now();
+    std::thread w = write_after(2, 300ms);
     while (recs[2].results.empty()) r.run_once(true);
     const auto waited = Clock::now() - start;
     w.join();
