@@ -24,11 +24,14 @@ and that SIGINT makes it exit with status 0 within 5 s. Two more servers:
 The fd check also counts the fixed files installed in the ring (the
 UserFiles list of the ring's /proc/PID/fdinfo): back to none. The startup
 line must show every feature the arguments did not switch off as on, or an
-"unavailable" line for it (an older kernel); zero-copy sends and NAPI busy
-polling off unless --send-zc / --napi-busy-poll-us ask for them. With
---send-zc, the exit line must count notifications for the zero-copy sends,
-some reporting that the kernel copied (it always does on loopback), none
-left outstanding; with --napi-busy-poll-us, the registration must be undone
+"unavailable" line for it (an older kernel); zero-copy sends, send bundles
+and NAPI busy polling off unless --send-zc / --send-bundle /
+--napi-busy-poll-us ask for them. With --send-zc, the exit line must count
+notifications for the zero-copy sends, some reporting that the kernel copied
+(it always does on loopback), none left outstanding; with --send-bundle, it
+must count bundled sends and the parts they took (at least one each), and
+no send may have ended inside a buffer; with --napi-busy-poll-us, the
+registration must be undone
 at exit (loopback has no NAPI instance: only registration and echo are
 checked, not busy polling itself).
 
@@ -128,7 +131,8 @@ def check_features(server):
         elif not on:
             check(f"{name} unavailable" in text, f"{name} off without an 'unavailable' line: {line}")
     # Off unless asked for: on when asked, or an "unavailable" line.
-    for name, option in {"zero-copy sends": "--send-zc", "NAPI busy poll": "--napi-busy-poll-us"}.items():
+    for name, option in {"zero-copy sends": "--send-zc", "send bundles": "--send-bundle",
+                         "NAPI busy poll": "--napi-busy-poll-us"}.items():
         on = re.search(name + r" on\b", line) is not None
         if option in EXTRA_ARGS:
             check(on or f"{name} unavailable" in text, f"{name} off without an 'unavailable' line: {line}")
@@ -140,6 +144,7 @@ def check_features(server):
 def check_exit(server):
     """After SIGINT, with --send-zc: every zero-copy send's notification came
     (none left outstanding), and on loopback the kernel reports copying; with
+    --send-bundle: bundled sends took parts, none ended inside a buffer; with
     --napi-busy-poll-us: the registration was undone."""
     text = server.stderr_text()
     said = []
@@ -151,6 +156,15 @@ def check_exit(server):
         check(0 < notifs <= sends, f"{notifs} notifications for {sends} zero-copy sends")
         check(copied > 0, f"no notification reported a copy on loopback ({notifs} notifications)")
         said.append(f"{sends} zero-copy sends, {notifs} notifications, {copied} copied")
+    if re.search(r"send bundles on\b", text):
+        m = re.search(r"(\d+) bundled sends of (\d+) parts \((\d+) copied at a low receive ring\)", text)
+        check(m, f"no send bundle counts in the exit line: {text}")
+        sends, parts, copies = (int(g) for g in m.groups())
+        served = re.search(r"stopped, (\d+) connections served", text)
+        check(sends <= parts and (sends > 0 or (served and served.group(1) == "0")),
+              f"{sends} bundled sends of {parts} parts")
+        check("ended inside a buffer" not in text, f"a bundled send ended inside a buffer: {text}")
+        said.append(f"{sends} bundled sends of {parts} parts, {copies} copied")
     if re.search(r"NAPI busy poll on\b", text):
         check("NAPI busy poll unregistered" in text, f"NAPI busy poll not unregistered at exit: {text}")
         said.append("NAPI busy poll unregistered")
@@ -311,7 +325,20 @@ def scarce_buffers(binary, rng):
         drive(streams, timeout=30)
         server.wait_for_baseline_fds()
         server.stop()
-        return f"20 connections, {sum(len(s.payload) for s in streams)} bytes echoed through 4 buffers"
+        said = f"20 connections, {sum(len(s.payload) for s in streams)} bytes echoed through 4 buffers"
+        text = server.stderr_text()
+        if re.search(r"send bundles on\b", text):
+            # Parts waiting to be sent hold receive buffers. The server keeps
+            # an eighth of them, at least one, free by copying: with a single
+            # buffer (an incremental ring of 4 x 4 KiB is one 64 KiB buffer)
+            # every receive is copied; with 4 whole buffers, those received
+            # while 3 are held.
+            m = re.search(r"(\d+) bundled sends of (\d+) parts \((\d+) copied", text)
+            check(m, f"no send bundle counts in the exit line: {text}")
+            if re.search(r"\(1 x \d+ KiB\)", text):
+                check(int(m.group(3)) > 0, f"a one-buffer ring and no receive copied: {text}")
+            said += f", {m.group(1)} bundled sends of {m.group(2)} parts, {m.group(3)} receives copied at a low ring"
+        return said
 
 
 def fd_exhaustion(binary, rng):
