@@ -280,17 +280,30 @@ def nginx_binary():
 
 # ---- loads --------------------------------------------------------------------------
 
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent busy since boot, all CPUs:
+    user, nice, system, irq and softirq of /proc/stat's "cpu" line (not idle,
+    iowait or steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(server, argv, cpus):
     """Runs a load program to its end while timing the server's CPU use.
-    Returns (exit status, stdout, stderr, wall seconds, server CPU seconds);
-    the load's own CPU comes from RUSAGE_CHILDREN (ChildCpu)."""
+    Returns (exit status, stdout, stderr, wall seconds, server CPU seconds,
+    machine busy seconds); the load's own CPU comes from RUSAGE_CHILDREN
+    (ChildCpu)."""
     cpu0 = cpu_seconds(server.pid)
+    busy0 = machine_busy_seconds()
     t0 = time.monotonic()
     proc = subprocess.Popen(taskset(cpus) + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=600)
     wall = time.monotonic() - t0
     cpu1 = cpu_seconds(server.pid)
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), wall, cpu1 - cpu0
+    busy = machine_busy_seconds() - busy0
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), wall, cpu1 - cpu0, busy
 
 
 class ChildCpu:
@@ -316,7 +329,7 @@ CHILD_CPU = None
 def measure(server, argv, load_cpus, parse):
     """One run: the load's own figures, plus CPU use of both sides."""
     CHILD_CPU.delta()
-    code, out, err, wall, server_cpu = run_measured(server, argv, load_cpus)
+    code, out, err, wall, server_cpu, machine_busy = run_measured(server, argv, load_cpus)
     load_cpu = CHILD_CPU.delta()
     if not server.alive():
         raise RuntimeError(f"{server.name} died during {' '.join(argv)}")
@@ -327,6 +340,16 @@ def measure(server, argv, load_cpus, parse):
     # The server's CPU time per request: a gain shows here even where the load
     # generator, not the server, limits the raw requests/s.
     result["us_per_req"] = 1e6 * result["server_cores"] / result["rps"] if result["rps"] > 0 else 0.0
+    # The whole machine's busy CPU (server, load, the kernel's softirq work
+    # and anything else running) per request. The kernel does not charge
+    # softirq time to the process it interrupts, and on loopback the
+    # receiving side's TCP work runs in softirq or in the process context of
+    # either side, depending on timing: at large messages the server's own
+    # CPU swings with it (0.5-0.97 cores for the same MB/s, the load's the
+    # other way), while server + load + softirq stays put. Comparable only
+    # between servers driven by the same load generator.
+    result["machine_cores"] = machine_busy / wall
+    result["machine_us_per_req"] = 1e6 * result["machine_cores"] / result["rps"] if result["rps"] > 0 else 0.0
     return result
 
 
