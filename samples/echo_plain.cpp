@@ -709,7 +709,11 @@ class EchoServer {
         std::fprintf(stderr, "echo-plain: bundled send: %s\n", std::strerror(-cqe.res));
       }
       c.failed = true;
-    } else if (cqe.res > 0) {
+    } else if (cqe.res == 0) {
+      // Nothing sent although the ring held parts: sending again would spin.
+      std::fprintf(stderr, "echo-plain: a bundled send sent nothing; closing the connection\n");
+      c.failed = true;
+    } else {
       ++bundle_sends_;
       const unsigned mask = kSendRingEntries - 1;
       if (!uring::cqe_has_buffer(&cqe) || uring::cqe_buffer_id(&cqe) != (c.out->seq & mask)) {
