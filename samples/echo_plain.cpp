@@ -52,10 +52,11 @@
 //     IORING_RECVSEND_BUNDLE sends as many of them as it finds (MSG_WAITALL:
 //     all of each, or an error); a receive buffer goes back to the shared
 //     receive ring when its last part is sent. Less than 2 KiB waiting is
-//     copied and sent plainly (cheaper than selecting buffers for it). When that ring runs low (1/8 of
-//     its buffers free, at least one), received bytes are copied instead, so that
-//     connections whose peers read slowly cannot hold every buffer. The exit
-//     line counts the bundled sends, the parts they took and the copies.
+//     copied and sent plainly (cheaper than selecting buffers for it). When
+//     the receive ring runs low (1/8 of its buffers free, at least one),
+//     received bytes are copied instead, so that connections whose peers
+//     read slowly cannot hold every buffer. The exit line counts the bundled
+//     sends, the parts they took and the receives copied at a low ring.
 //   NAPI busy polling (--napi-busy-poll-us N): IORING_REGISTER_NAPI, so that
 //     waiting in io_uring_enter busy-polls the network device's queues for up
 //     to N us first; unregistered at exit. Loopback has no NAPI instance, so
@@ -280,7 +281,7 @@ class EchoServer {
     }
     if (send_bundle_) {
       zc += ", " + std::to_string(bundle_sends_) + " bundled sends of " + std::to_string(bundle_parts_) +
-            " parts (" + std::to_string(bundle_copies_) + " copied at a low receive ring)";  // copies: receives, sent either way
+            " parts (" + std::to_string(bundle_copies_) + " copied at a low receive ring)";
     }
     std::fprintf(stderr,
                  "echo-plain: stopped, %llu connections served, %llu accepted as plain descriptors "
@@ -960,7 +961,7 @@ class EchoServer {
   bool send_ring_failed_reported_ = false;
   unsigned long long bundle_sends_ = 0;
   unsigned long long bundle_parts_ = 0;
-  unsigned long long bundle_copies_ = 0;
+  unsigned long long bundle_copies_ = 0;  // receives copied at a low ring (sent plainly or in a bundle)
   unsigned buffer_size_ = kBufferSize;
   unsigned buffer_count_ = 0;
   int staged_buffers_ = 0;
