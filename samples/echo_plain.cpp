@@ -46,8 +46,8 @@
 //   send bundles (--send-bundle, 6.10+): received bytes are not copied; they
 //     wait in the receive buffers the kernel put them in, and each connection
 //     has its own provided-buffer ring for sends (group 1 + its slot, 256
-//     entries, one page, registered the first time the slot is used and kept
-//     for the slot's next connections). The received parts go into that ring
+//     entries, one page, registered the first time the slot sends a bundle
+//     and kept for the slot's next connections). The received parts go into that ring
 //     in order and one IORING_OP_SEND with IOSQE_BUFFER_SELECT and
 //     IORING_RECVSEND_BUNDLE sends as many of them as it finds (MSG_WAITALL:
 //     all of each, or an error); a receive buffer goes back to the shared
@@ -158,6 +158,38 @@ struct Part {
   std::unique_ptr<std::byte[]> owned;
 };
 
+// Parts in arrival order. Not a std::deque: an empty one allocates (its map
+// and a first block, about 600 bytes), and every idle connection has one.
+class PartQueue {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == items_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept { return items_.size() - head_; }
+  Part& front() noexcept { return items_[head_]; }
+  Part& operator[](std::size_t i) noexcept { return items_[head_ + i]; }
+  void push_back(Part&& part) { items_.push_back(std::move(part)); }
+  void pop_front() noexcept {
+    items_[head_] = Part{};
+    if (++head_ == items_.size()) {
+      clear();
+    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {  // a queue that never empties stays bounded
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+  void clear() noexcept {
+    items_.clear();
+    head_ = 0;
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = head_; i < items_.size(); ++i) f(items_[i]);
+  }
+
+ private:
+  std::vector<Part> items_;
+  std::size_t head_ = 0;
+};
+
 struct Connection {
   int fd = -1;                  // a descriptor, or a slot of the fixed file table when `fixed`
   bool fixed = false;
@@ -182,11 +214,12 @@ struct Connection {
   std::vector<std::byte> sending;
   std::size_t sent = 0;  // bytes of `sending` the kernel has taken
   std::vector<std::byte> queued;
-  // Send bundles (`out` set): parts in arrival order; the first `in_ring`
-  // are in the send ring (added, not yet reported sent).
-  SendRing* out = nullptr;
+  // Send bundles: parts in arrival order; the first `in_ring` are in the
+  // send ring (added, not yet reported sent).
+  bool bundles = false;     // --send-bundle: received bytes wait as parts (false: copied into `queued`)
+  SendRing* out = nullptr;  // the slot's send ring, from the first bundle on
   bool bundle_in_flight = false;  // the send in flight is a bundle (not a plain send of copied bytes)
-  std::deque<Part> parts;
+  PartQueue parts;
   std::size_t part_bytes = 0;
   unsigned in_ring = 0;
 
@@ -542,7 +575,7 @@ class EchoServer {
     Connection& c = connections_[slot];
     c.fd = fd;
     c.fixed = fixed;
-    if (send_bundle_) c.out = send_ring_for(slot);
+    c.bundles = send_bundle_;  // its send ring is registered when a bundle first goes out
     settle(c);  // arms the recv (or closes at once when stopping)
   }
 
@@ -616,7 +649,7 @@ class EchoServer {
   // Received bytes for the connection to send back: copied into its queue, or
   // with send bundles kept where they are (a copy when the receive ring is low).
   void keep(Connection& c, std::uint16_t bid, const std::byte* data, std::size_t n) {
-    if (c.out == nullptr) {
+    if (!c.bundles) {
       c.queued.insert(c.queued.end(), data, data + n);
       return;
     }
@@ -805,11 +838,17 @@ class EchoServer {
     // A plain send in flight, or one that still has bytes to go: the parts
     // wait for it (they are not in the send ring, so they may still be copied).
     if (c.send_in_flight || c.sent != c.sending.size() || c.parts.empty()) return false;
-    if (c.in_ring == 0 && c.part_bytes < kBundleFrom) {
-      for (const Part& p : c.parts) {
+    if (c.in_ring == 0 && c.out == nullptr && c.part_bytes >= kBundleFrom) {
+      // The first bundle of this connection: a page per connection is paid
+      // only by connections that send this much at once.
+      c.out = send_ring_for(c.slot);
+      if (c.out == nullptr) c.bundles = false;  // no ring: this connection copies from now on
+    }
+    if (c.in_ring == 0 && (c.part_bytes < kBundleFrom || c.out == nullptr)) {
+      c.parts.for_each([&](const Part& p) {
         c.queued.insert(c.queued.end(), p.data, p.data + p.len);
         release(p.bid);
-      }
+      });
       c.parts.clear();
       c.part_bytes = 0;
       return false;
@@ -828,7 +867,7 @@ class EchoServer {
   }
 
   void start_send(Connection& c) {
-    if (c.out != nullptr && start_bundle_send(c)) return;
+    if (c.bundles && start_bundle_send(c)) return;
     if (c.send_in_flight) return;  // one send per socket: two could reach the wire out of order
     if (c.sent == c.sending.size()) {
       if (c.queued.empty()) return;
@@ -854,14 +893,12 @@ class EchoServer {
   }
 
   void close(Connection& c) {
-    if (c.out != nullptr) {
-      // No send is in flight: parts left (a failed or stopped connection)
-      // are dropped. Entries left in the send ring would go out on the
-      // slot's next connection: that ring is unregistered instead (the next
-      // connection of the slot registers a new one).
-      for (const Part& p : c.parts) release(p.bid);
-      if (c.in_ring != 0) send_rings_[c.slot] = SendRing{};
-    }
+    // No send is in flight: parts left (a failed or stopped connection) are
+    // dropped. Entries left in the send ring would go out on the slot's next
+    // connection: that ring is unregistered instead (the slot registers a new
+    // one when it needs one).
+    c.parts.for_each([this](const Part& p) { release(p.bid); });
+    if (c.in_ring != 0) send_rings_[c.slot] = SendRing{};
     io_uring_sqe* sqe = next_sqe();
     if (c.fixed) {
       uring::prep_close_direct(sqe, static_cast<unsigned>(c.fd));
