@@ -340,14 +340,13 @@ def measure(server, argv, load_cpus, parse):
     # The server's CPU time per request: a gain shows here even where the load
     # generator, not the server, limits the raw requests/s.
     result["us_per_req"] = 1e6 * result["server_cores"] / result["rps"] if result["rps"] > 0 else 0.0
-    # The whole machine's busy CPU (server, load, the kernel's softirq work
-    # and anything else running) per request. The kernel does not charge
-    # softirq time to the process it interrupts, and on loopback the
-    # receiving side's TCP work runs in softirq or in the process context of
-    # either side, depending on timing: at large messages the server's own
-    # CPU swings with it (0.5-0.97 cores for the same MB/s, the load's the
-    # other way), while server + load + softirq stays put. Comparable only
-    # between servers driven by the same load generator.
+    # The whole machine's busy CPU (server, load, ksoftirqd and anything else
+    # running) per request. On loopback the receiving side's TCP work runs
+    # in softirq or in the process context of either side, depending on
+    # timing, and tick accounting charges softirq time to whichever task the
+    # tick interrupted: at large messages the server's own CPU swings with
+    # it (the load's the other way), the machine's total much less.
+    # Comparable only between servers driven by the same load generator.
     result["machine_cores"] = machine_busy / wall
     result["machine_us_per_req"] = 1e6 * result["machine_cores"] / result["rps"] if result["rps"] > 0 else 0.0
     return result

@@ -112,7 +112,6 @@ constexpr std::uint16_t kBufferGroup = 0;
 // Send bundles: each connection's send ring is group kSendGroupBase + slot.
 constexpr std::uint16_t kSendGroupBase = 1;
 constexpr unsigned kSendRingEntries = 256;  // 4 KiB: one page
-constexpr std::uint16_t kNoBuffer = 0xffff;  // a part copied out of the receive ring (at most 32768 buffers)
 // Fewer bytes than this waiting to go out are copied and sent plainly even
 // with send bundles: a bundle's buffer selection costs more than copying a
 // few hundred bytes (measured: 128 B echo 0.92-0.94x per core at 500
@@ -150,11 +149,11 @@ struct SendRing {
 };
 
 // Received bytes waiting to be sent back with a send bundle: inside receive
-// buffer `bid`, or in `owned` (kNoBuffer) when copied out of a low ring.
+// buffer `bid`, or in `owned` when copied out of a low ring.
 struct Part {
   const std::byte* data = nullptr;
   std::uint32_t len = 0;
-  std::uint16_t bid = kNoBuffer;
+  std::uint16_t bid = 0;  // unused when `owned`
   std::unique_ptr<std::byte[]> owned;
 };
 
@@ -683,9 +682,10 @@ class EchoServer {
     give_back(bid);
   }
 
-  // A part of receive buffer `bid` was sent (or dropped).
-  void release(std::uint16_t bid) {
-    if (bid == kNoBuffer) return;
+  // A part was sent (or dropped): its receive buffer may go back.
+  void release(const Part& part) {
+    if (part.owned) return;
+    const std::uint16_t bid = part.bid;
     if (--refs_[bid] == 0 && used_up_[bid] != 0) {
       used_up_[bid] = 0;
       --held_;
@@ -758,7 +758,7 @@ class EchoServer {
         Part& p = c.parts.front();
         left -= p.len;
         c.part_bytes -= p.len;
-        release(p.bid);
+        release(p);
         c.parts.pop_front();
         --c.in_ring;
         ++c.out->seq;
@@ -847,7 +847,7 @@ class EchoServer {
     if (c.in_ring == 0 && (c.part_bytes < kBundleFrom || c.out == nullptr)) {
       c.parts.for_each([&](const Part& p) {
         c.queued.insert(c.queued.end(), p.data, p.data + p.len);
-        release(p.bid);
+        release(p);
       });
       c.parts.clear();
       c.part_bytes = 0;
@@ -897,7 +897,7 @@ class EchoServer {
     // dropped. Entries left in the send ring would go out on the slot's next
     // connection: that ring is unregistered instead (the slot registers a new
     // one when it needs one).
-    c.parts.for_each([this](const Part& p) { release(p.bid); });
+    c.parts.for_each([this](const Part& p) { release(p); });
     if (c.in_ring != 0) send_rings_[c.slot] = SendRing{};
     io_uring_sqe* sqe = next_sqe();
     if (c.fixed) {
