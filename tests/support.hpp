@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,15 @@ namespace ringshard::test {
       RINGSHARD_SKIP(std::string("kernel does not support IORING_OP_") +                       \
                      std::string(::ringshard::uring::opcode_name(op)));                        \
   } while (0)
+
+/// The running kernel is at least major.minor (uname's release).
+inline bool kernel_at_least(int major, int minor) {
+  utsname u{};
+  if (::uname(&u) != 0) return false;
+  int ma = 0, mi = 0;
+  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
+}
 
 /// A fresh directory under $TMPDIR, removed with everything in it.
 class TempDir {

@@ -1,5 +1,8 @@
 #include "ringshard/framework/reactor.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -11,7 +14,39 @@
 
 namespace ringshard {
 
-uring::Ring Reactor::make_ring(const ReactorOptions& options, std::string_view& mode) {
+Reactor::WaitPage::~WaitPage() {
+  if (addr) ::munmap(addr, bytes);
+}
+
+namespace {
+
+// Registers one page of wait arguments with a ring created disabled. A
+// refusal (a kernel before 6.13) leaves the ring without a region: its waits
+// pass their arguments as before.
+void register_wait_page(uring::Ring& ring, void*& addr, std::size_t& bytes) {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int ret = -ENOMEM;
+  if (p != MAP_FAILED) {
+    ret = ring.register_wait_region({static_cast<uring::abi::RegWait*>(p), page / sizeof(uring::abi::RegWait)});
+    if (ret == 0) {
+      addr = p;
+      bytes = page;
+      return;
+    }
+    ::munmap(p, page);
+  }
+  static std::atomic<bool> said{false};  // once per process, not per shard
+  if (!said.exchange(true)) {
+    RINGSHARD_LOG_WARN("registered wait regions (IORING_REGISTER_MEM_REGION, Linux 6.13) refused: {}; waits pass "
+                       "their arguments",
+                       std::strerror(-ret));
+  }
+}
+
+}  // namespace
+
+uring::Ring Reactor::make_ring(const ReactorOptions& options, std::string_view& mode, WaitPage& page) {
   uring::SetupOptions base;
   base.cq_entries = options.cq_entries ? options.cq_entries : options.sq_entries * 4;
   struct Choice {
@@ -27,8 +62,17 @@ uring::Ring Reactor::make_ring(const ReactorOptions& options, std::string_view& 
     if (!options.defer_taskrun && (choice.flags & IORING_SETUP_DEFER_TASKRUN)) continue;
     uring::SetupOptions opt = base;
     opt.flags = choice.flags;
+    // A wait region can only be registered before the ring is enabled.
+    if (options.registered_wait) opt.flags |= IORING_SETUP_R_DISABLED;
     try {
       uring::Ring ring(options.sq_entries, opt);
+      if (options.registered_wait) {
+        register_wait_page(ring, page.addr, page.bytes);
+        // Enabled by this thread, which becomes the ring's single issuer.
+        if (const int ret = ring.enable_rings(); ret < 0) {
+          throw std::system_error(-ret, std::system_category(), "io_uring: enabling a ring created disabled");
+        }
+      }
       mode = choice.name;
       return ring;
     } catch (const std::system_error& e) {
@@ -38,7 +82,7 @@ uring::Ring Reactor::make_ring(const ReactorOptions& options, std::string_view& 
   throw std::logic_error("unreachable");
 }
 
-Reactor::Reactor(const ReactorOptions& options) : ring_(make_ring(options, mode_)) {
+Reactor::Reactor(const ReactorOptions& options) : ring_(make_ring(options, mode_, wait_page_)) {
   backlog_.reserve(64);
   heap_.reserve(64);
   if (options.min_wait.count() > 0 && options.wait_batch > 1) {
@@ -139,9 +183,11 @@ unsigned Reactor::run_once(bool block) {
       // The kernel counts only completions that come during the wait: with
       // some already posted it would sleep min_wait for one more. Without a
       // general timeout it would end every wait at min_wait, even idle.
-      ret = ring_.submit_and_wait_min_timeout(&cqe, want, timeout.value_or(std::chrono::hours(24)), min_wait_usec_);
+      const auto general = timeout.value_or(std::chrono::hours(24));
+      ret = registered_wait() ? wait_registered(want, general, min_wait_usec_)
+                              : ring_.submit_and_wait_min_timeout(&cqe, want, general, min_wait_usec_);
     } else if (timeout) {
-      ret = ring_.submit_and_wait_timeout(&cqe, 1, *timeout);
+      ret = registered_wait() ? wait_registered(1, *timeout, 0) : ring_.submit_and_wait_timeout(&cqe, 1, *timeout);
     } else {
       ret = ring_.submit_and_wait(1);
     }
@@ -165,6 +211,21 @@ unsigned Reactor::run_once(bool block) {
   if (!retired_.empty()) destroy_retired();
   if (failed) [[unlikely]] throw_enter_error(ret, block);
   return handled;
+}
+
+int Reactor::wait_registered(unsigned want, std::optional<std::chrono::nanoseconds> timeout,
+                             unsigned min_wait_usec) {
+  uring::abi::RegWait& w = ring_.wait_region()[0];
+  w.min_wait_usec = min_wait_usec;
+  if (timeout) {
+    const uring::Timespec ts(*timeout);
+    w.ts = ts;
+    w.flags = uring::abi::reg_wait_ts;
+  } else {
+    w.flags = 0;
+  }
+  io_uring_cqe* cqe = nullptr;
+  return ring_.submit_and_wait_reg(&cqe, want, 0);
 }
 
 Reactor::~Reactor() { destroy_retired(); }

@@ -127,6 +127,9 @@ void ServerFlags::add_to(CommandLine& cli, Parts parts) {
         .range(0u, 1'000'000u)
         .show_default();
     cli.option("--wait-batch", wait_batch, "completions a batched wait waits for").range(2u, 4096u).show_default();
+    cli.flag("--registered-wait", registered_wait,
+             "waits with a timeout or --min-wait-us name their argument in a wait region registered with the ring "
+             "instead of passing it (Linux 6.13)");
   }
   if (parts.policy) {
     cli.choice("--policy", [this](const std::string& name) { policy = net::parse_policy(name); },
@@ -173,6 +176,7 @@ void ServerFlags::configure(RuntimeOptions& runtime) const {
   runtime.shards = shards;
   runtime.reactor.min_wait = std::chrono::microseconds(min_wait_us);
   runtime.reactor.wait_batch = wait_batch;
+  runtime.reactor.registered_wait = registered_wait;
 }
 
 net::Address ServerFlags::address(const CommandLine& cli, unsigned which_port) const {

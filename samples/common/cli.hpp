@@ -117,6 +117,7 @@ struct ServerFlags {
   std::optional<unsigned> fixed_files;   // absent: the default (off in the framework)
   std::optional<unsigned> metrics_port;  // absent: no metrics listener
   unsigned min_wait_us = 0;              // 0: shards wake at every completion
+  bool registered_wait = false;          // waits name their argument in a registered region (6.13)
   unsigned wait_batch = 32;
 
   struct Parts {

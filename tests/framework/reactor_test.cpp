@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -213,11 +215,15 @@ TEST_CASE("a blocking turn wakes for the nearest timer") {
 // completions as the last one handled, for at most min_wait; after a turn of
 // one it waits plainly. min_wait is 200 ms here, so that "waited for the
 // batch" and "did not" are far apart.
-TEST_CASE("batched waits: as many as last time within min_wait, a plain wait after a lone completion") {
+// Run plainly and with the waits' arguments in a registered wait region.
+namespace {
+void batched_waits(bool registered) {
   ReactorOptions options;
   options.min_wait = 200ms;
   options.wait_batch = 8;
+  options.registered_wait = registered;
   Reactor r(options);
+  CHECK(r.registered_wait() == (registered && test::kernel_at_least(6, 13)));
   if (!r.ring().has_feature(IORING_FEAT_MIN_TIMEOUT)) {
     MESSAGE("no IORING_FEAT_MIN_TIMEOUT: the reactor waits plainly, nothing to check");
     return;
@@ -299,4 +305,59 @@ TEST_CASE("batched waits: as many as last time within min_wait, a plain wait aft
     CHECK(t.fired_at < start + 2s);
     CHECK(r.stats().enters.get() - enters_before == 1);
   }
+}
+}  // namespace
+
+TEST_CASE("batched waits: as many as last time within min_wait, a plain wait after a lone completion") {
+  batched_waits(false);
+}
+
+TEST_CASE("batched waits with a registered wait region: the same, the arguments read from the region") {
+  batched_waits(true);
+}
+
+// With a registered wait region a wait for the nearest timer passes its
+// timeout through the region; an io_uring_enter that ignored it would sleep
+// until the thread's write 3 s later.
+TEST_CASE("registered waits: a blocking turn wakes for the nearest timer, and plain waits still work") {
+  ReactorOptions options;
+  options.registered_wait = true;
+  Reactor r(options);
+  if (!test::kernel_at_least(6, 13)) {
+    MESSAGE("kernel before 6.13: no wait region; the reactor waits as before");
+    CHECK_FALSE(r.registered_wait());
+  } else {
+    CHECK(r.registered_wait());
+  }
+  CHECK(r.mode() == "DEFER_TASKRUN");  // enabled by this thread, its single issuer
+  auto pair = test::tcp_pair();
+  char buf[8];
+  Recorder rec;
+  r.submit(rec, [&](io_uring_sqe* sqe) {
+    uring::prep_recv(sqe, pair.server.get(), uring::MutableBuffer(buf, 8), 0);
+  });
+  r.run_once(false);
+  std::mutex m;
+  std::condition_variable cv;
+  bool go = false;
+  const auto start = Clock::now();
+  std::thread backstop([&] {
+    std::unique_lock lock(m);
+    cv.wait_for(lock, 3s, [&] { return go; });
+    REQUIRE(::write(pair.client.get(), "late", 4) == 4);
+  });
+  CountingTimer t;
+  r.schedule(t, 40ms);
+  while (t.scheduled()) r.run_once(true);
+  {
+    std::lock_guard lock(m);
+    go = true;
+  }
+  cv.notify_one();
+  CHECK(t.fired_at >= start + 40ms);
+  CHECK(t.fired_at < start + 2s);
+  // No timer left: a plain wait (no argument) for the backstop's bytes.
+  while (rec.results.empty()) r.run_once(true);
+  backstop.join();
+  CHECK(rec.results == std::vector<int>{4});
 }

@@ -13,7 +13,8 @@ import sys
 
 # program -> (options its --help must list, bad arguments: the option each names)
 CASES = {
-    "ringshard-echo": (["--host", "--port", "--shards", "--policy", "--buffers", "--metrics-port"],
+    "ringshard-echo": (["--host", "--port", "--shards", "--policy", "--buffers", "--metrics-port",
+                        "--min-wait-us", "--registered-wait"],
                        [(["--port", "x"], "--port"), (["--shards", "-1"], "--shards"),
                         (["--metrics-port", "http"], "--metrics-port"),
                         (["--buffers", "3"], "--buffers"), (["--policy", "random"], "--policy")]),
@@ -22,7 +23,8 @@ CASES = {
     "ringshard-echo-plain": (["--host", "--port", "--buffers", "--send-bundle", "--send-zc"],
                              [(["--port", "x"], "--port"), (["--host", "::1"], "--host"),
                               (["--send-bundle", "--send-zc", "4096"], "--send-bundle")]),
-    "ringshard-http": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-body", "--header-timeout"],
+    "ringshard-http": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-body", "--header-timeout",
+                        "--registered-wait"],
                        [(["--shards", "x"], "--shards"), (["--max-body", "12Q"], "--max-body"),
                         (["--keepalive-timeout", "-5"], "--keepalive-timeout")]),
     "ringshard-chat": (["--host", "--port", "--shards", "--policy", "--buffers", "--max-output"],

@@ -12,16 +12,17 @@ if(TARGET ringshard-echo)
   # fixed file table (most connections of the checks find it full) with
   # bundles of whole 4 KiB buffers, and plain descriptors with whole buffers
   # one per completion, with batched waits (a shard waits up to 200 us for
-  # as many completions as its last turn had).
+  # as many completions as its last turn had) whose arguments the kernel
+  # reads from a registered wait region.
   set(title "samples: ringshard-echo with direct descriptors (a 16-slot table) and receive bundles passes the same checks")
   add_test(NAME "${title}"
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py
             $<TARGET_FILE:ringshard-echo> --shards 2 --fixed-files 16 --no-incremental)
   set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
-  set(title "samples: ringshard-echo with whole buffers, one per completion, and batched waits passes the same checks")
+  set(title "samples: ringshard-echo with whole buffers, one per completion, and batched waits in a registered wait region passes the same checks")
   add_test(NAME "${title}"
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/echo_plain_test.py
-            $<TARGET_FILE:ringshard-echo> --shards 2 --no-incremental --no-bundle --min-wait-us 200)
+            $<TARGET_FILE:ringshard-echo> --shards 2 --no-incremental --no-bundle --min-wait-us 200 --registered-wait)
   set_tests_properties("${title}" PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS samples)
 endif()
 

@@ -1,6 +1,7 @@
 // Ring mechanics: setup, SQ full, CQ overflow, batch reaping, links, drain,
 // CQE_SKIP_SUCCESS, cancellation, link timeouts, SQPOLL, DEFER_TASKRUN, big SQEs/CQEs.
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <set>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -364,6 +366,101 @@ TEST_CASE("submit_and_wait_min_timeout batches completions for min_wait, then re
     const auto waited = steady_clock::now() - start;
     CHECK(waited >= 20ms);
     CHECK(waited < 4s);
+  }
+}
+
+// Registered wait regions (6.13): a page of wait arguments registered with a
+// ring created disabled; a wait names an entry by index and the kernel reads
+// its timeout and min_wait there.
+TEST_CASE("registered wait regions: a wait reads its timeout and min_wait from the entry it names") {
+  struct Page {
+    void* addr = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ~Page() { ::munmap(addr, 4096); }
+  } page;  // outlives the ring, which pins it
+  REQUIRE(page.addr != MAP_FAILED);
+  std::span<abi::RegWait> waits(static_cast<abi::RegWait*>(page.addr), 4096 / sizeof(abi::RegWait));
+  SetupOptions opt;
+  opt.flags = IORING_SETUP_R_DISABLED;
+  Ring ring(8, opt);
+  io_uring_cqe* cqe = nullptr;
+
+  // What this Ring refuses before the kernel sees it: no page-aligned whole page.
+  CHECK(ring.register_wait_region(waits.subspan(1)) == -EINVAL);
+  CHECK(ring.register_wait_region(waits.first(2)) == -EINVAL);
+  const int ret = ring.register_wait_region(waits);
+  if (!test::kernel_at_least(6, 13)) {
+    MESSAGE("kernel before 6.13: the region is refused (" << ret << ")");
+    CHECK(ret < 0);
+    CHECK(ring.wait_region().empty());
+    CHECK(ring.submit_and_wait_reg(&cqe, 1, 0) == -EINVAL);
+    return;
+  }
+  REQUIRE(ret == 0);
+  // The page's last entry is left out (the kernel reads it as entry 0).
+  CHECK(ring.wait_region().size() == 63);
+  CHECK(ring.register_wait_region(waits) == -EEXIST);
+  REQUIRE(ring.enable_rings() == 0);
+  // The kernel takes a wait region only while the ring is disabled.
+  Ring enabled(8);
+  CHECK(enabled.register_wait_region(waits) == -EINVAL);
+  CHECK(enabled.wait_region().empty());
+
+  using std::chrono::steady_clock;
+  const auto set = [&](unsigned i, std::chrono::nanoseconds ts, unsigned min_wait_usec) {
+    waits[i] = abi::RegWait{};
+    waits[i].ts = Timespec(ts);
+    waits[i].flags = abi::reg_wait_ts;
+    waits[i].min_wait_usec = min_wait_usec;
+  };
+  // Entry 0 waits long: a wait that read entry 0 instead of the one named
+  // would take 5 s.
+  set(0, 5s, 0);
+
+  SUBCASE("a completion ends the wait at once") {
+    queue_nops(ring, 1, 9);
+    const auto start = steady_clock::now();
+    REQUIRE(ring.submit_and_wait_reg(&cqe, 1, 0) == 0);
+    CHECK(steady_clock::now() - start < 2s);
+    CHECK(cqe->user_data == 9);
+    ring.cqe_seen(cqe);
+  }
+  SUBCASE("nothing comes: the named entry's timeout ends the wait") {
+    set(3, 60ms, 0);
+    const auto start = steady_clock::now();
+    CHECK(ring.submit_and_wait_reg(&cqe, 1, 3) == -ETIME);
+    const auto waited = steady_clock::now() - start;
+    CHECK(waited >= 60ms);
+    CHECK(waited < 2s);
+    // The last entry the Ring offers.
+    set(62, 30ms, 0);
+    const auto start2 = steady_clock::now();
+    CHECK(ring.submit_and_wait_reg(&cqe, 1, 62) == -ETIME);
+    CHECK(steady_clock::now() - start2 < 2s);
+  }
+  SUBCASE("min_wait: one CQE of four waited for returns once min_wait has passed") {
+    auto pair = test::tcp_pair();
+    char buf[8];
+    io_uring_sqe* sqe = ring.get_sqe();
+    REQUIRE(sqe != nullptr);
+    prep_recv(sqe, pair.server.get(), MutableBuffer(buf, 8), 0);
+    sqe_set_data64(sqe, 1);
+    set(5, 4s, 40'000);
+    const auto start = steady_clock::now();
+    std::thread writer([&] {
+      std::this_thread::sleep_for(5ms);
+      REQUIRE(::write(pair.client.get(), "x", 1) == 1);
+    });
+    REQUIRE(ring.submit_and_wait_reg(&cqe, 4, 5) == 0);
+    const auto waited = steady_clock::now() - start;
+    writer.join();
+    CHECK(waited >= 40ms);  // a plain wait returns at 5 ms
+    CHECK(waited < 3s);     // not the general timeout
+    CHECK(cqe->user_data == 1);
+    CHECK(cqe->res == 1);
+    ring.cqe_seen(cqe);
+  }
+  SUBCASE("an index outside the region is refused without waiting") {
+    CHECK(ring.submit_and_wait_reg(&cqe, 1, 63) == -EINVAL);
   }
 }
 

@@ -116,6 +116,14 @@ struct ReactorOptions {
   /// plain waits.
   std::chrono::microseconds min_wait{0};
   unsigned wait_batch = 32;
+  /// Registered wait region (6.13, IORING_REGISTER_MEM_REGION): the ring is
+  /// created disabled, one page of wait arguments is registered with it, and
+  /// a wait with a timeout (the next timer) or min_wait names its argument
+  /// there instead of passing a pointer to one and to a timespec, which the
+  /// kernel copies in at every such wait. Waits without either pass no
+  /// argument anyway. Without the kernel feature: one log line, then the
+  /// usual waits.
+  bool registered_wait = false;
 };
 
 class Reactor {
@@ -132,6 +140,9 @@ class Reactor {
   [[nodiscard]] const ReactorStats& stats() const noexcept { return *stats_; }
   /// "DEFER_TASKRUN", "COOP_TASKRUN" or "plain".
   [[nodiscard]] std::string_view mode() const noexcept { return mode_; }
+  /// Waits name their arguments in a registered wait region (asked for with
+  /// ReactorOptions::registered_wait and taken by the kernel).
+  [[nodiscard]] bool registered_wait() const noexcept { return !ring_.wait_region().empty(); }
 
   // ---- operations -----------------------------------------------------------
   /// Prepares one operation for `c`: prep(io_uring_sqe*) fills the SQE. It goes
@@ -238,7 +249,19 @@ class Reactor {
     Completion* linked;  // non-null: a linked timeout follows, from linked->link_timeout_
   };
 
-  static uring::Ring make_ring(const ReactorOptions& options, std::string_view& mode);
+  // The page of a registered wait region: pinned by the kernel for the
+  // ring's life, so it is unmapped after the ring is gone (declared first).
+  struct WaitPage {
+    void* addr = nullptr;
+    std::size_t bytes = 0;
+    WaitPage() = default;
+    WaitPage(const WaitPage&) = delete;
+    WaitPage& operator=(const WaitPage&) = delete;
+    ~WaitPage();
+  };
+  static uring::Ring make_ring(const ReactorOptions& options, std::string_view& mode, WaitPage& page);
+  /// Waits as the registered wait says: timeout and min_wait written into it.
+  int wait_registered(unsigned want, std::optional<std::chrono::nanoseconds> timeout, unsigned min_wait_usec);
   struct Retired {
     void* obj;
     void (*destroy)(void*) noexcept;
@@ -250,6 +273,7 @@ class Reactor {
   // lookup per enter) by the thread that runs the loop, on its first turn:
   // the registration belongs to the registering thread.
   bool ring_fd_registration_tried_ = false;
+  WaitPage wait_page_;
   uring::Ring ring_;
   unsigned min_wait_usec_ = 0;
   unsigned wait_batch_ = 1;  // 1: batched waits off

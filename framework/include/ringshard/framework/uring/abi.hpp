@@ -46,6 +46,50 @@ inline constexpr unsigned register_clock = 29;
 inline constexpr unsigned register_clone_buffers = 30;
 inline constexpr unsigned register_send_msg_ring = 31;
 inline constexpr unsigned register_resize_rings = 33;
+inline constexpr unsigned register_mem_region = 34;
+
+/// IORING_REGISTER_MEM_REGION (6.13): struct io_uring_region_desc, one memory
+/// region. With mem_region_type_user the kernel pins `size` bytes (whole
+/// pages) at the page-aligned `user_addr`; it writes `mmap_offset` back.
+inline constexpr std::uint32_t mem_region_type_user = 1;
+struct RegionDesc {
+  std::uint64_t user_addr = 0;
+  std::uint64_t size = 0;
+  std::uint32_t flags = 0;
+  std::uint32_t id = 0;
+  std::uint64_t mmap_offset = 0;
+  std::uint64_t resv[4] = {0, 0, 0, 0};
+};
+static_assert(sizeof(RegionDesc) == 64);
+
+/// struct io_uring_mem_region_reg, the argument of IORING_REGISTER_MEM_REGION.
+/// mem_region_reg_wait_arg makes the region the ring's registered wait
+/// arguments, which the kernel accepts only while the ring is still disabled
+/// (IORING_SETUP_R_DISABLED, before IORING_REGISTER_ENABLE_RINGS).
+inline constexpr std::uint64_t mem_region_reg_wait_arg = 1;
+struct MemRegionReg {
+  std::uint64_t region_uptr = 0;  ///< RegionDesc*
+  std::uint64_t flags = 0;
+  std::uint64_t resv[2] = {0, 0};
+};
+static_assert(sizeof(MemRegionReg) == 32);
+
+/// struct io_uring_reg_wait (6.13): one registered wait argument. An enter
+/// with IORING_ENTER_EXT_ARG | IORING_ENTER_EXT_ARG_REG passes the byte offset
+/// of one of these in the region instead of a pointer to GeteventsArg and a
+/// timespec, which the kernel would copy in on every wait. `ts` counts only
+/// with reg_wait_ts in `flags`.
+inline constexpr std::uint32_t reg_wait_ts = 1;
+struct RegWait {
+  __kernel_timespec ts{};
+  std::uint32_t min_wait_usec = 0;
+  std::uint32_t flags = 0;
+  std::uint64_t sigmask = 0;
+  std::uint32_t sigmask_sz = 0;
+  std::uint32_t pad[3] = {0, 0, 0};
+  std::uint64_t pad2[2] = {0, 0};
+};
+static_assert(sizeof(RegWait) == 64);
 
 /// Argument of IORING_(UN)REGISTER_NAPI (6.9): busy-poll the NAPI instances of
 /// the ring's sockets for up to `busy_poll_to` microseconds before sleeping in

@@ -119,6 +119,17 @@ class Ring {
   int submit_and_wait_min_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
                                   std::optional<std::chrono::nanoseconds> timeout, unsigned min_wait_usec,
                                   const sigset_t* sigmask = nullptr) noexcept;
+  /// io_uring_submit_and_wait_reg (6.13): submit, then wait for `wait_nr` CQEs
+  /// as registered wait `index` of the ring's wait region says (its timeout,
+  /// min_wait_usec and signal mask, read by the kernel in place, not copied
+  /// in). -EINVAL without a registered wait region (register_wait_region) or
+  /// for an index outside it; otherwise as submit_and_wait_min_timeout.
+  int submit_and_wait_reg(io_uring_cqe** cqe_ptr, unsigned wait_nr, unsigned index) noexcept;
+  /// The registered wait region, empty when none is registered: the caller
+  /// writes an entry (abi::RegWait) before it names the entry in a wait. It
+  /// is one entry shorter than the memory registered: the kernel reads the
+  /// last entry of a region as its first.
+  [[nodiscard]] std::span<abi::RegWait> wait_region() const noexcept { return wait_region_; }
   /// io_uring_sqring_wait: with SQPOLL, wait until the SQ has room.
   int sqring_wait() noexcept;
 
@@ -265,6 +276,16 @@ class Ring {
   int register_napi(abi::Napi& napi) noexcept;
   int unregister_napi(abi::Napi& napi) noexcept;
   int enable_rings() noexcept;
+  /// io_uring_register_region (6.13): IORING_REGISTER_MEM_REGION with a raw
+  /// argument (one region; the kernel writes the region's mmap offset back).
+  int register_region(abi::MemRegionReg& reg) noexcept;
+  /// Registers `waits` as the ring's wait region for submit_and_wait_reg: the
+  /// memory must be page-aligned and whole pages, and stay mapped (the kernel
+  /// pins it) until the ring is destroyed. Entries 0 .. size - 2 can be named
+  /// (wait_region()). Only on a ring created with
+  /// IORING_SETUP_R_DISABLED and not enabled yet; -EINVAL otherwise, and on
+  /// kernels before 6.13 (no IORING_REGISTER_MEM_REGION).
+  int register_wait_region(std::span<abi::RegWait> waits) noexcept;
   /// io_uring_register_probe / io_uring_get_probe_ring.
   [[nodiscard]] Probe probe() const;
   /// Raw io_uring_register(2) on this ring.
@@ -357,6 +378,7 @@ class Ring {
   int ring_fd_ = -1;
   int enter_ring_fd_ = -1;
   unsigned enter_ring_flags_ = 0;
+  std::span<abi::RegWait> wait_region_{};
 };
 
 // ---- SQE / CQE accessors (io_uring_sqe_set_*, io_uring_cqe_get_*) -----------
