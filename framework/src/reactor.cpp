@@ -22,19 +22,23 @@ namespace {
 
 // Registers one page of wait arguments with a ring created disabled. A
 // refusal (a kernel before 6.13) leaves the ring without a region: its waits
-// pass their arguments as before.
+// pass their arguments as before. A page registered with a ring that then
+// fails to enable is offered again to the next ring mode tried.
 void register_wait_page(uring::Ring& ring, void*& addr, std::size_t& bytes) {
-  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   int ret = -ENOMEM;
-  if (p != MAP_FAILED) {
-    ret = ring.register_wait_region({static_cast<uring::abi::RegWait*>(p), page / sizeof(uring::abi::RegWait)});
-    if (ret == 0) {
+  if (!addr) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    void* p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
       addr = p;
       bytes = page;
-      return;
     }
-    ::munmap(p, page);
+  }
+  if (addr) {
+    ret = ring.register_wait_region({static_cast<uring::abi::RegWait*>(addr), bytes / sizeof(uring::abi::RegWait)});
+    if (ret == 0) return;
+    ::munmap(addr, bytes);
+    addr = nullptr;
   }
   static std::atomic<bool> said{false};  // once per process, not per shard
   if (!said.exchange(true)) {
