@@ -49,14 +49,19 @@
 //     entries, one page, registered the first time the slot sends a bundle
 //     and kept for the slot's next connections). The received parts go into that ring
 //     in order and one IORING_OP_SEND with IOSQE_BUFFER_SELECT and
-//     IORING_RECVSEND_BUNDLE sends as many of them as it finds (MSG_WAITALL:
-//     all of each, or an error); a receive buffer goes back to the shared
-//     receive ring when its last part is sent. Less than 2 KiB waiting is
-//     copied and sent plainly (cheaper than selecting buffers for it). When
-//     the receive ring runs low (1/8 of its buffers free, at least one),
-//     received bytes are copied instead, so that connections whose peers
-//     read slowly cannot hold every buffer. The exit line counts the bundled
-//     sends, the parts they took and the receives copied at a low ring.
+//     IORING_RECVSEND_BUNDLE sends as many of them as it finds (with
+//     MSG_WAITALL, so that a bundle waits for room in the socket); a receive
+//     buffer goes back to the shared receive ring when its last part is
+//     sent. Less than 2 KiB waiting is copied and sent plainly (cheaper than
+//     selecting buffers for it). When the receive ring runs low (1/8 of its
+//     buffers free, at least one), received bytes are copied instead, so
+//     that connections whose peers read slowly cannot hold every buffer. A
+//     bundle that had to wait can end short with the send ring's head moved
+//     past buffers it did not send (6.18, when the peer's FIN came
+//     meanwhile); the count it reports is right, so the connection copies
+//     its unsent parts, in order, into its plain queue and copies from then
+//     on. The exit line counts the bundled sends, the parts they took, the
+//     receives copied at a low ring and the connections that fell back.
 //   NAPI busy polling (--napi-busy-poll-us N): IORING_REGISTER_NAPI, so that
 //     waiting in io_uring_enter busy-polls the network device's queues for up
 //     to N us first; unregistered at exit. Loopback has no NAPI instance, so
@@ -313,7 +318,8 @@ class EchoServer {
     }
     if (send_bundle_) {
       zc += ", " + std::to_string(bundle_sends_) + " bundled sends of " + std::to_string(bundle_parts_) +
-            " parts (" + std::to_string(bundle_copies_) + " copied at a low receive ring)";
+            " parts (" + std::to_string(bundle_copies_) + " copied at a low receive ring, " +
+            std::to_string(bundle_abandoned_) + " connections copying after a bundle that ended short)";
     }
     std::fprintf(stderr,
                  "echo-plain: stopped, %llu connections served, %llu accepted as plain descriptors "
@@ -733,12 +739,17 @@ class EchoServer {
   // A bundled send reports what it sent, in one or more CQEs (IORING_CQE_F_MORE:
   // it goes on with buffers added since), each naming the first buffer it took.
   void on_bundle_sent(Connection& c, const io_uring_cqe& cqe) {
-    if (!uring::cqe_has_more(&cqe)) {
+    const bool ended = !uring::cqe_has_more(&cqe);
+    if (ended) {
       c.send_in_flight = false;
       c.bundle_in_flight = false;
       --inflight_;
     }
-    if (cqe.res < 0) {
+    if (cqe.res == -ECANCELED && ended && !stopping_) {
+      // Not our cancel (sends are cancelled only at stop): the kernel ended
+      // the bundle, seen on 6.18 after a bundle that had ended short.
+      abandon_bundles(c, 0);
+    } else if (cqe.res < 0) {
       if (cqe.res != -ECANCELED && cqe.res != -EPIPE && cqe.res != -ECONNRESET) {
         std::fprintf(stderr, "echo-plain: bundled send: %s\n", std::strerror(-cqe.res));
       }
@@ -764,16 +775,53 @@ class EchoServer {
         ++c.out->seq;
         ++bundle_parts_;
       }
-      // MSG_WAITALL: a send takes whole buffers. One that ended inside a
-      // buffer has moved the ring past bytes it did not send: the stream
-      // cannot go on in order.
-      if (left > 0) {
-        std::fprintf(stderr, "echo-plain: a bundled send ended inside a buffer (%zu bytes over); closing the "
-                     "connection\n", left);
-        c.failed = true;
+      if (left > 0 && c.in_ring == 0) die("send ring out of step: more bytes reported sent than the ring held");
+      if (!ended) {
+        // Still going, yet stopped inside a buffer: the kernel goes on with
+        // later buffers, so the stream cannot go on in order.
+        if (left > 0) {
+          std::fprintf(stderr, "echo-plain: a bundled send ended inside a buffer (%zu bytes over) and goes on; "
+                       "closing the connection\n", left);
+          c.failed = true;
+        }
+      } else if (left > 0 || (c.in_ring > 0 && !ring_as_left(c))) {
+        // The bundle ended short (it waited for room in the socket and did
+        // not get it all): the kernel may have moved the send ring's head
+        // past buffers it did not send (on 6.18: every buffer the bundle had
+        // selected consumed, the count ending inside one).
+        abandon_bundles(c, left);
       }
     }
     settle(c);
+  }
+
+  // After a bundle ended with parts still in the send ring and none of them
+  // sent: the kernel's head is where the ring's first unsent part is.
+  bool ring_as_left(Connection& c) {
+    std::uint16_t head = 0;
+    if (ring_.buf_ring_head(c.out->ring->bgid(), head) != 0) return false;
+    return head == static_cast<std::uint16_t>(c.out->seq);
+  }
+
+  // A bundle ended without sending what it took (the first part
+  // `sent_of_first` bytes sent). What the kernel reported sent is right, and
+  // nothing is in flight: the unsent parts are copied in order into the
+  // plain send queue, the slot's send ring (whose entries no longer match)
+  // is unregistered, and this connection copies from now on.
+  void abandon_bundles(Connection& c, std::size_t sent_of_first) {
+    ++bundle_abandoned_;
+    std::size_t skip = sent_of_first;
+    c.parts.for_each([&](const Part& p) {
+      c.queued.insert(c.queued.end(), p.data + skip, p.data + p.len);
+      skip = 0;
+      release(p);
+    });
+    c.parts.clear();
+    c.part_bytes = 0;
+    c.in_ring = 0;
+    send_rings_[c.slot] = SendRing{};
+    c.out = nullptr;
+    c.bundles = false;
   }
 
   // Brings a connection's operations in line with its state: sends what is
@@ -999,6 +1047,7 @@ class EchoServer {
   unsigned long long bundle_sends_ = 0;
   unsigned long long bundle_parts_ = 0;
   unsigned long long bundle_copies_ = 0;  // receives copied at a low ring (sent plainly or in a bundle)
+  unsigned long long bundle_abandoned_ = 0;  // connections whose bundle ended short: they copy from then on
   unsigned buffer_size_ = kBufferSize;
   unsigned buffer_count_ = 0;
   int staged_buffers_ = 0;

@@ -59,6 +59,7 @@ import selectors
 import socket
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -157,15 +158,17 @@ def check_exit(server, chosen):
         check(copied > 0, f"no notification reported a copy on loopback ({notifs} notifications)")
         said.append(f"{sends} zero-copy sends, {notifs} notifications, {copied} copied")
     if re.search(r"send bundles on\b", text):
-        m = re.search(r"(\d+) bundled sends of (\d+) parts \((\d+) copied at a low receive ring\)", text)
+        m = re.search(r"(\d+) bundled sends of (\d+) parts \((\d+) copied at a low receive ring, "
+                      r"(\d+) connections copying after a bundle that ended short\)", text)
         check(m, f"no send bundle counts in the exit line: {text}")
-        sends, parts, copies = (int(g) for g in m.groups())
+        sends, parts, copies, abandoned = (int(g) for g in m.groups())
         # concurrent_pipelined echoes up to 1 MiB per connection: bundles
         # (less than 2 KiB waiting is copied, so small echoes alone have none).
         check(sends <= parts and (sends > 0 or "concurrent_pipelined" not in chosen),
               f"{sends} bundled sends of {parts} parts")
         check("ended inside a buffer" not in text, f"a bundled send ended inside a buffer: {text}")
-        said.append(f"{sends} bundled sends of {parts} parts, {copies} copied")
+        said.append(f"{sends} bundled sends of {parts} parts, {copies} copied, "
+                    f"{abandoned} connections copying after a short bundle")
     if re.search(r"NAPI busy poll on\b", text):
         check("NAPI busy poll unregistered" in text, f"NAPI busy poll not unregistered at exit: {text}")
         said.append("NAPI busy poll unregistered")
@@ -199,7 +202,7 @@ class Stream:
     """A non-blocking client connection that writes `payload` in random
     chunks while it reads the echo back and compares every byte."""
 
-    def __init__(self, port, payload, rng, read_after=0.0):
+    def __init__(self, port, payload, rng, read_after=0.0, read_size=256 * 1024, read_pause=0.0):
         self.sock = connect(port)
         self.sock.setblocking(False)
         self.payload = memoryview(payload)
@@ -207,6 +210,8 @@ class Stream:
         self.received = 0
         self.rng = rng
         self.read_from = time.monotonic() + read_after  # do not read before this
+        self.read_size = read_size    # the most one read takes
+        self.read_pause = read_pause  # seconds without reading after each read
 
     @property
     def done(self):
@@ -221,9 +226,11 @@ class Stream:
 
     def on_readable(self):
         try:
-            data = self.sock.recv(256 * 1024)
+            data = self.sock.recv(self.read_size)
         except BlockingIOError:
             return
+        if self.read_pause:
+            self.read_from = time.monotonic() + self.read_pause
         check(data, f"server closed a connection after echoing {self.received} of {len(self.payload)} bytes")
         expected = self.payload[self.received:self.received + len(data)]
         if data != expected:
@@ -299,6 +306,39 @@ def slow_reader(server, rng):
     drive([stream], timeout=30, during=other_connection)
     check(served_meanwhile, "no other connection was served while the slow reader stalled")
     return f"10 MiB echoed; {served_meanwhile[0]} bytes written before reading began"
+
+
+def throttled_reader(server, rng):
+    """A client that writes 8 MiB as fast as the server takes it (a thread)
+    while it reads at most 64 KiB every 5 ms: the server's sends keep
+    finding the socket full and go out in parts (with send bundles,
+    bundles that end short)."""
+    payload = rng.randbytes(8 << 20)
+    with connect(server.port, timeout=30) as s:
+        def write_all():
+            try:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)  # the echo must still come back in full
+            except OSError:
+                pass  # the reader below reports what came back
+
+        writer = threading.Thread(target=write_all)
+        writer.start()
+        got = bytearray()
+        try:
+            while len(got) < len(payload):
+                data = s.recv(64 * 1024)
+                if not data:
+                    break
+                got += data
+                time.sleep(0.005)
+        finally:
+            writer.join(30)
+        check(len(got) == len(payload) and got == payload,
+              f"throttled reader: {len(got)} of {len(payload)} bytes came back, "
+              f"{'the first ' + str(len(got)) + ' intact' if got == payload[:len(got)] else 'differing'}")
+    round_trip(server.port)
+    return "8 MiB echoed to a reader of 64 KiB per 5 ms"
 
 
 def closes_and_resets(server, rng):
@@ -475,7 +515,7 @@ def many_connections(server, rng, count=10_000):
     return f"{count} connections open at once, each echoed"
 
 
-SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, closes_and_resets, many_connections)
+SHARED_SERVER_SCENARIOS = (concurrent_pipelined, slow_reader, throttled_reader, closes_and_resets, many_connections)
 DEFAULT_OFF = {"many_connections"}
 OWN_SERVER_SCENARIOS = (scarce_buffers, fd_exhaustion, fixed_table_full, stop_with_unread_zc)
 
