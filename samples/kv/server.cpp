@@ -255,6 +255,12 @@ std::size_t Client::on_input(std::span<const std::byte> bytes) {
         stopped = true;
         break;
       }
+      if (remote_waiting_ >= remote_limit()) {  // replies of unknown size owed: stop until some come
+        remote_paused_ = true;
+        pause_reading();
+        stopped = true;
+        break;
+      }
     }
     if (stopped) {
       parser_.discard();  // it may have started on a request after `used`
@@ -285,10 +291,15 @@ bool Client::congested(std::size_t high) const noexcept {
 
 void Client::maybe_resume() {
   if (replies_.open() == 0) held_ = 0;
-  if (output_paused_ && !congested(options().high_watermark)) {
-    output_paused_ = false;
-    resume_reading();
-  }
+  const bool paused = output_paused_ || remote_paused_;
+  if (output_paused_ && !congested(options().high_watermark)) output_paused_ = false;
+  if (remote_paused_ && remote_waiting_ < remote_limit()) remote_paused_ = false;
+  if (paused && !output_paused_ && !remote_paused_) resume_reading();
+}
+
+std::size_t Client::remote_limit() const noexcept {
+  const std::size_t by_size = options().high_watermark / std::max<std::size_t>(remote_reply_avg_, 256);
+  return std::clamp<std::size_t>(by_size, 4, std::max<std::size_t>(replies_.max_open(), 4));
 }
 
 void Client::dispatch(const Parsed& p, std::span<const std::string_view> argv) {
@@ -376,6 +387,7 @@ void Client::remote(unsigned shard, Cmd cmd, std::span<const std::string_view> a
   append_op(o.ops, cmd, argv);
   o.sinks.push_back(std::move(sink));
   have_outgoing_ = true;
+  ++remote_waiting_;
 }
 
 void Client::answered(actors::AskResult<std::string>& result, std::vector<Sink>& sinks) {
@@ -386,6 +398,7 @@ void Client::answered(actors::AskResult<std::string>& result, std::vector<Sink>&
       s.slot(std::string(reply));
     }
   };
+  remote_waiting_ -= std::min(remote_waiting_, sinks.size());
   if (!result.ok()) {
     const std::string e = "-ERR shard unavailable (" + std::string(actors::to_string(result.status())) + ")\r\n";
     for (Sink& s : sinks) deliver(s, e);
@@ -399,6 +412,7 @@ void Client::answered(actors::AskResult<std::string>& result, std::vector<Sink>&
       }
       const std::uint32_t n = get_u32(blob.data() + p);
       held_ += n;
+      remote_reply_avg_ = (3 * remote_reply_avg_ + n) / 4;
       deliver(s, blob.substr(p + 4, n));
       p += 4 + n;
     }

@@ -152,6 +152,10 @@ class Client : public ringshard::net::Connection<Client> {
   [[nodiscard]] bool congested(std::size_t high) const noexcept;
   void maybe_resume();
   void maybe_close();
+  // How many commands may wait on other shards at once: the connection's
+  // high watermark over the average size of their replies so far (at least
+  // 4, at most max_pending).
+  [[nodiscard]] std::size_t remote_limit() const noexcept;
 
   ClusterPtr cluster_;
   ringshard::net::ReplyQueue replies_;
@@ -171,6 +175,14 @@ class Client : public ringshard::net::Connection<Client> {
   // Bytes of replies put into slots since none was open (an upper bound of
   // what waits in the ReplyQueue for an earlier reply).
   std::size_t held_ = 0;
+  // Commands sent (or about to be) to other shards and not answered yet.
+  // Their replies' size is unknown until they come: a client that pipelines
+  // MGETs of large values and never reads would otherwise have max_pending
+  // of them owed at once (hundreds of MB), so their number is bounded by
+  // what their replies have been weighing.
+  std::size_t remote_waiting_ = 0;
+  std::size_t remote_reply_avg_ = 1 << 20;  // bytes; until replies come, each is counted at 1 MiB
+  bool remote_paused_ = false;  // reading paused while remote_limit() commands wait
   std::string name_;            // CLIENT SETNAME
   std::uint64_t id_;
   // Scratch for split commands.

@@ -742,8 +742,50 @@ def never_reads(s):
         got = reader.reply()
         check(got == value, f"reply {i} of {n}: {got[:20] if got else got!r}")
     slow.close()
-    return (f"RSS +{growth:.1f} MiB with {n} x 100 KB replies unread, another client served in "
+    said = (f"RSS +{growth:.1f} MiB with {n} x 100 KB replies unread, another client served in "
             f"{latency * 1000:.1f} ms; then all {n} replies arrived")
+    return said + "; " + never_reads_mget(s, value)
+
+
+def never_reads_mget(s, value):
+    """MGETs of many 100 KB values on both shards, pipelined and never read:
+    the size of a reply owed by the other shard is unknown until it comes, so
+    the number of such replies owed is what must be bounded (each reply here
+    is 6.4 MB; 60 of them unbounded were hundreds of MB)."""
+    keys = keys_on(s, 0, 4, "mg") + keys_on(s, 1, 4, "mg")
+    with Conn(s.port) as c:
+        c.send(b"".join(command("SET", k, value) for k in keys))
+        for _ in keys:
+            check(c.reply() == b"OK", "SET big values")
+    n, per = 60, 64
+    mget = command("MGET", *[keys[i % len(keys)] for i in range(per)])
+    before = s.rss_kib()
+    slow = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    slow.sendall(mget * n)
+    peak = before
+    for _ in range(10):  # 1 s: the replies of other shards arrive meanwhile
+        time.sleep(0.1)
+        peak = max(peak, s.rss_kib())
+    latency = served(s)
+    peak = max(peak, s.rss_kib())
+    growth = (peak - before) / 1024
+    limit = 192 if INSTRUMENTED else 128
+    check(growth <= limit, f"RSS grew by {growth:.1f} MiB while a client does not read MGET replies (limit {limit})")
+    # Then it reads: every reply arrives, whole and in order.
+    slow.settimeout(30)
+    expected = b"*%d\r\n" % per + (b"$%d\r\n%s\r\n" % (len(value), value)) * per
+    got = 0
+    view = b""
+    while got < n * len(expected):
+        chunk = slow.recv(1 << 20)
+        check(chunk, f"closed after {got} of {n * len(expected)} bytes of MGET replies")
+        if got < len(expected):
+            view += chunk[:len(expected) - got]
+        got += len(chunk)
+    slow.close()
+    check(view == expected, "the first MGET reply differs")
+    return f"RSS +{growth:.1f} MiB with {n} unread MGETs of {per} x 100 KB, served in {latency * 1000:.1f} ms"
 
 
 # ---- 11. signals --------------------------------------------------------------------
