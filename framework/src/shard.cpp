@@ -13,6 +13,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -160,6 +161,14 @@ void Shard::wake_from_shard(Shard& sender) {
   } else {
     ++sender.stats_.wakeups_eventfd;
     write_eventfd(wake_fd_);
+  }
+}
+
+std::size_t Shard::shrink_run_queue() noexcept {
+  try {
+    return run_queue_.shrink();
+  } catch (const std::bad_alloc&) {
+    return 0;  // the bigger ring stays
   }
 }
 

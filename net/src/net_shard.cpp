@@ -285,6 +285,7 @@ std::size_t NetShard::release_idle_memory() noexcept {
   std::vector<std::string>().swap(state_->spare_chunks);
   state_->spare_chunk_bytes = 0;
   released += state_->blocks.release();
+  released += shard_->shrink_run_queue();  // a burst's peak of queued jobs
   // No connection on the shard means no receive is armed on the ring (a
   // socket closes only once its receive has ended, and the connection count
   // goes up before a new socket's first receive), and none of its buffers is

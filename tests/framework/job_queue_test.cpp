@@ -42,6 +42,29 @@ TEST_CASE("the run queue keeps FIFO order across growth") {
   for (int i = 0; i < 1000; ++i) CHECK(order[static_cast<std::size_t>(i)] == i);
 }
 
+TEST_CASE("after a burst the run queue shrinks on request, keeping its jobs in order") {
+  JobQueue q(16);
+  std::vector<int> order;
+  for (int i = 0; i < 100'000; ++i) q.emplace_back([&order, i] { order.push_back(i); });
+  const std::size_t peak = q.capacity();
+  CHECK(peak >= 100'000);
+  CHECK(q.shrink(1024) == 0);  // still full: nothing to give back
+  CHECK(q.capacity() == peak);
+  while (q.size() > 300) q.run_front();
+  // 300 jobs left, the ring wraps (the head is far from slot 0): they move.
+  const std::size_t freed = q.shrink(1024);
+  CHECK(freed == (peak - 1024) * sizeof(Job));
+  CHECK(q.capacity() == 1024);
+  CHECK(q.size() == 300);
+  for (int i = 0; i < 2000; ++i) q.emplace_back([&order, i] { order.push_back(100'000 + i); });  // grows again
+  while (!q.empty()) q.run_front();
+  REQUIRE(order.size() == 102'000);
+  for (std::size_t i = 0; i < order.size(); ++i) CHECK(order[i] == static_cast<int>(i));
+  CHECK(q.shrink(1024) > 0);
+  CHECK(q.shrink(1024) == 0);  // already small
+  CHECK(q.capacity() == 1024);
+}
+
 TEST_CASE("a running task may push enough tasks to make the queue grow") {
   JobQueue q(16);
   std::vector<int> ran;

@@ -1,6 +1,7 @@
 // JobQueue: a single-threaded FIFO of Tasks on a power-of-two ring buffer.
-// It grows by doubling and never shrinks, so a shard's run queue stops
-// allocating once it has seen its peak.
+// It grows by doubling and shrinks only when asked (shrink()), so a shard's
+// run queue stops allocating once it has seen its peak, and an idle shard can
+// give a burst's peak back.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +48,16 @@ class JobQueue {
     ++head_;
     return t;
   }
+  /// Gives memory back after a burst: a queue that grew past `keep` slots
+  /// (rounded up to a power of two) and holds at most half of that now
+  /// moves its jobs to a ring of `keep` slots. Returns the bytes freed.
+  std::size_t shrink(std::size_t keep = 1024) {
+    keep = round_up(keep);
+    if (capacity() <= keep || size() > keep / 2) return 0;
+    const std::size_t freed = (capacity() - keep) * sizeof(Job);
+    reallocate(keep);
+    return freed;
+  }
   /// Removes the oldest task, then runs it. It is taken out of its slot first:
   /// the task may push enough to make the queue grow, which moves every slot.
   void run_front() {
@@ -64,20 +75,21 @@ class JobQueue {
     return static_cast<Job*>(::operator new(n * sizeof(Job), std::align_val_t{alignof(Job)}));
   }
   static void deallocate(Job* p) { ::operator delete(p, std::align_val_t{alignof(Job)}); }
-  void grow() {
-    const std::size_t cap = capacity();
-    Job* bigger = allocate(cap * 2);
+  void grow() { reallocate(capacity() * 2); }
+  // Moves the jobs, in order, to a new ring of `cap` slots (cap >= size()).
+  void reallocate(std::size_t cap) {
+    Job* fresh = allocate(cap);
     std::size_t i = 0;
     for (std::size_t pos = head_; pos != tail_; ++pos, ++i) {
       Job* from = &slots_[pos & mask_];
-      ::new (static_cast<void*>(&bigger[i])) Job(std::move(*from));
+      ::new (static_cast<void*>(&fresh[i])) Job(std::move(*from));
       from->~Job();
     }
     deallocate(slots_);
-    slots_ = bigger;
+    slots_ = fresh;
     head_ = 0;
     tail_ = i;
-    mask_ = cap * 2 - 1;
+    mask_ = cap - 1;
   }
 
   Job* slots_;

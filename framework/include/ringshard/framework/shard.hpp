@@ -97,6 +97,11 @@ class Shard {
   [[nodiscard]] const ShardStats& stats() const noexcept { return stats_; }
   /// Jobs from other shards and threads waiting in the inbox (approximate). Any thread.
   [[nodiscard]] std::size_t inbox_depth() const noexcept { return inbox_.size_approx(); }
+  /// Gives back the run-queue memory a burst left (the queue grows by
+  /// doubling and keeps its peak otherwise; see JobQueue::shrink). From this
+  /// shard's own thread, for a shard that went idle. Returns the bytes freed.
+  std::size_t shrink_run_queue() noexcept;
+
   /// One line of state for diagnostics (racy when read from another thread).
   [[nodiscard]] std::string describe() const;
 

@@ -185,7 +185,8 @@ class NetShard final : public ShardExtension {
   void recycle_chunk(std::string&& chunk) noexcept;
 
   /// Gives back to the system the memory the shard keeps for reuse: the
-  /// spare send strings and send-queue blocks, and, when no connection is
+  /// spare send strings and send-queue blocks, the run queue's peak
+  /// (Shard::shrink_run_queue), and, when no connection is
   /// open on the shard and no receive buffer is held, the pages of the
   /// receive ring (madvise(MADV_DONTNEED): the kernel fills them again, as
   /// fresh zeroed pages, when receives use them). For a shard that went idle
