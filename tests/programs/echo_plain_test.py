@@ -167,6 +167,7 @@ def check_exit(server, chosen):
         check(sends <= parts and (sends > 0 or "concurrent_pipelined" not in chosen),
               f"{sends} bundled sends of {parts} parts")
         check("ended inside a buffer" not in text, f"a bundled send ended inside a buffer: {text}")
+        check("more than its ring held" not in text, f"a bundled send reported more than its ring held: {text}")
         said.append(f"{sends} bundled sends of {parts} parts, {copies} copied, "
                     f"{abandoned} connections copying after a short bundle")
     if re.search(r"NAPI busy poll on\b", text):
