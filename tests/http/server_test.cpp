@@ -376,9 +376,14 @@ TEST_CASE("http server: streamed 64 MiB bodies to clients that do not read stay 
   MESSAGE("8 clients asking for 64 MiB each, not reading: RSS " << before / 1024 << " MiB before, +"
                                                                << (peak - std::min(peak, before)) / 1024 << " MiB");
   // Unbounded, this would be 8 x 64 MiB; bounded, about 8 x the 1 MiB
-  // watermark (AddressSanitizer's quarantine keeps freed pieces resident).
+  // watermark (AddressSanitizer's quarantine keeps freed pieces resident;
+  // ThreadSanitizer's shadow of the same memory is resident too: +42-47 MiB
+  // there against +19-20 MiB without it, and +51.5 MiB once in a full
+  // parallel run).
 #if defined(__SANITIZE_ADDRESS__)
   CHECK(peak < before + 192 * 1024);
+#elif defined(__SANITIZE_THREAD__)
+  CHECK(peak < before + 96 * 1024);
 #else
   CHECK(peak < before + 48 * 1024);
 #endif
