@@ -815,14 +815,7 @@ class EchoServer {
   // is unregistered, and this connection copies from now on.
   void abandon_bundles(Connection& c, std::size_t sent_of_first) {
     ++bundle_abandoned_;
-    std::size_t skip = sent_of_first;
-    c.parts.for_each([&](const Part& p) {
-      c.queued.insert(c.queued.end(), p.data + skip, p.data + p.len);
-      skip = 0;
-      release(p);
-    });
-    c.parts.clear();
-    c.part_bytes = 0;
+    copy_parts_to_queue(c, sent_of_first);
     c.in_ring = 0;
     send_rings_[c.slot] = SendRing{};
     c.out = nullptr;
@@ -866,6 +859,18 @@ class EchoServer {
     ++inflight_;
   }
 
+  // The waiting parts, in order, into the plain send queue (the first one
+  // from byte `skip` on); their receive buffers may go back.
+  void copy_parts_to_queue(Connection& c, std::size_t skip) {
+    c.parts.for_each([&](const Part& p) {
+      c.queued.insert(c.queued.end(), p.data + skip, p.data + p.len);
+      skip = 0;
+      release(p);
+    });
+    c.parts.clear();
+    c.part_bytes = 0;
+  }
+
   // Send bundles: parts not in the send ring yet go in (a bundle in flight
   // may take them too).
   void fill_send_ring(Connection& c) {
@@ -898,12 +903,7 @@ class EchoServer {
       if (c.out == nullptr) c.bundles = false;  // no ring: this connection copies from now on
     }
     if (c.in_ring == 0 && (c.part_bytes < kBundleFrom || c.out == nullptr)) {
-      c.parts.for_each([&](const Part& p) {
-        c.queued.insert(c.queued.end(), p.data, p.data + p.len);
-        release(p);
-      });
-      c.parts.clear();
-      c.part_bytes = 0;
+      copy_parts_to_queue(c, 0);
       return false;
     }
     fill_send_ring(c);

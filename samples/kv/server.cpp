@@ -189,6 +189,7 @@ std::size_t Client::on_input(std::span<const std::byte> bytes) {
   if (out_.capacity() <= std::string().capacity()) out_ = send_buffer();
   const std::size_t max_pending = replies_.max_open();
   const std::size_t high = options().high_watermark;
+  const std::size_t remote_max = remote_limit();  // its average changes only when replies come
   if (replies_.open() == 0) held_ = 0;
   const unsigned shards = cluster_->shards();
   std::size_t used = 0;
@@ -255,7 +256,7 @@ std::size_t Client::on_input(std::span<const std::byte> bytes) {
         stopped = true;
         break;
       }
-      if (remote_waiting_ >= remote_limit()) {  // replies of unknown size owed: stop until some come
+      if (remote_waiting_ >= remote_max) {  // replies of unknown size owed: stop until some come
         remote_paused_ = true;
         pause_reading();
         stopped = true;

@@ -249,7 +249,7 @@ int Ring::submit_and_wait_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
   arg.sigmask = reinterpret_cast<std::uintptr_t>(sigmask);
   arg.sigmask_sz = _NSIG / 8;
   arg.ts = reinterpret_cast<std::uintptr_t>(&ts);
-  return enter_ext_arg(cqe_ptr, wait_nr, arg);
+  return enter_ext_arg(cqe_ptr, wait_nr, 0, &arg, sizeof arg);
 }
 
 int Ring::submit_and_wait_min_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
@@ -265,47 +265,31 @@ int Ring::submit_and_wait_min_timeout(io_uring_cqe** cqe_ptr, unsigned wait_nr,
     ts = Timespec(*timeout);
     arg.ts = reinterpret_cast<std::uintptr_t>(&ts);
   }
-  return enter_ext_arg(cqe_ptr, wait_nr, arg);
+  return enter_ext_arg(cqe_ptr, wait_nr, 0, &arg, sizeof arg);
 }
 
 int Ring::submit_and_wait_reg(io_uring_cqe** cqe_ptr, unsigned wait_nr, unsigned index) noexcept {
   if (index >= wait_region_.size()) return -EINVAL;
-  const unsigned submitted = flush_sq();
-  unsigned enter_flags =
-      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | IORING_ENTER_EXT_ARG_REG | enter_ring_flags_;
-  unsigned wake = 0;
-  if (sq_ring_needs_enter(submitted, wake)) enter_flags |= wake;
-  if (wait_nr != 0 && cq_ready() >= wait_nr && submitted == 0) {
-    return peek_one(cqe_ptr) ? 0 : -EAGAIN;
-  }
   // The argument is the entry's byte offset in the region, not a pointer.
   const auto offset = static_cast<std::uintptr_t>(index) * sizeof(abi::RegWait);
-  const int ret = sys::io_uring_enter(enter_ring_fd_, submitted, wait_nr, enter_flags,
-                                      reinterpret_cast<const void*>(offset), sizeof(abi::RegWait));
-  if (peek_one(cqe_ptr)) return 0;
-  if (ret < 0) return ret;
-  return wait_nr == 0 ? -EAGAIN : -ETIME;
+  return enter_ext_arg(cqe_ptr, wait_nr, IORING_ENTER_EXT_ARG_REG, reinterpret_cast<const void*>(offset),
+                       sizeof(abi::RegWait));
 }
 
-int Ring::enter_ext_arg(io_uring_cqe** cqe_ptr, unsigned wait_nr, const abi::GeteventsArg& arg) noexcept {
+int Ring::enter_ext_arg(io_uring_cqe** cqe_ptr, unsigned wait_nr, unsigned flags, const void* arg,
+                        std::size_t argsz) noexcept {
   const unsigned submitted = flush_sq();
-  unsigned enter_flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | enter_ring_flags_;
+  unsigned enter_flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | flags | enter_ring_flags_;
   unsigned wake = 0;
   if (sq_ring_needs_enter(submitted, wake)) enter_flags |= wake;
   // Already satisfied: no need to sleep, but still submit.
   if (wait_nr != 0 && cq_ready() >= wait_nr && submitted == 0) {
     return peek_one(cqe_ptr) ? 0 : -EAGAIN;
   }
-  const int ret = sys::io_uring_enter(enter_ring_fd_, submitted, wait_nr, enter_flags, &arg, sizeof arg);
+  const int ret = sys::io_uring_enter(enter_ring_fd_, submitted, wait_nr, enter_flags, arg, argsz);
   if (peek_one(cqe_ptr)) return 0;
   if (ret < 0) return ret;
   return wait_nr == 0 ? -EAGAIN : -ETIME;
-}
-
-int Ring::sqring_wait() noexcept {
-  if (!(setup_flags_ & IORING_SETUP_SQPOLL) || sq_space_left()) return 0;
-  return sys::io_uring_enter(enter_ring_fd_, 0, 0, IORING_ENTER_SQ_WAIT | enter_ring_flags_, nullptr,
-                             _NSIG / 8);
 }
 
 int Ring::wait_cqe_nr(io_uring_cqe** cqe_ptr, unsigned wait_nr) noexcept {

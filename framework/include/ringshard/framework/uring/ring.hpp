@@ -294,8 +294,11 @@ class Ring {
   }
 
  private:
-  /// Submits and waits through io_uring_enter with an IORING_ENTER_EXT_ARG argument.
-  int enter_ext_arg(io_uring_cqe** cqe_ptr, unsigned wait_nr, const abi::GeteventsArg& arg) noexcept;
+  /// Submits and waits through io_uring_enter with an IORING_ENTER_EXT_ARG
+  /// argument: a GeteventsArg, or with IORING_ENTER_EXT_ARG_REG in `flags`
+  /// the offset of a registered wait.
+  int enter_ext_arg(io_uring_cqe** cqe_ptr, unsigned wait_nr, unsigned flags, const void* arg,
+                    std::size_t argsz) noexcept;
 
   struct SubmissionQueue {
     unsigned* khead = nullptr;
