@@ -15,13 +15,7 @@ import struct
 import subprocess
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from report import rss_kib  # perf/report.py: RSS of a process tree, in KiB
 
 
 def main():
